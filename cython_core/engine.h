@@ -1,0 +1,199 @@
+/* engine.h - the one public C API of the qwen-edge inference engine. C11, no dependencies.
+ *
+ * Conventions
+ *  - Every fallible function returns eng_status and, on failure, fills the caller's eng_error
+ *    with a message that carries context (file, tensor, expected vs actual). The library never
+ *    prints, exits or aborts on bad input.
+ *  - Outputs go to caller-provided buffers whose capacity (in bytes) is passed alongside.
+ *  - Shapes are numpy order (outermost first) and are documented at every parameter.
+ *  - Callbacks return nonzero to stop. Cancellation is a per-request token (eng_cancel).
+ *
+ * Threading
+ *  - An eng_runtime (thread pool + kernel table + scratch) serialises the ops run on it: calls
+ *    from several threads are safe but run one after another. Use one runtime per concurrent
+ *    worker.
+ *  - eng_weights is immutable after open and may be shared between threads.
+ *  - eng_cancel_request() may be called from any thread (it is a relaxed atomic store).
+ */
+#ifndef ENG_ENGINE_H
+#define ENG_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ENG_API_VERSION 1
+#define ENG_MAX_DIMS 8          /* highest tensor rank the loader accepts */
+#define ENG_ERROR_CAP 1024      /* bytes of message in eng_error */
+
+typedef enum eng_status {
+    ENG_OK = 0,
+    ENG_ERR_INVALID_ARG,   /* caller error: NULL, bad size, out-of-range parameter          */
+    ENG_ERR_IO,            /* open/mmap/read failed; message has the path and strerror      */
+    ENG_ERR_FORMAT,        /* malformed or unexpected weights (file, tensor, dtype, shape)  */
+    ENG_ERR_OOM,           /* allocation failed or a size overflowed                        */
+    ENG_ERR_UNSUPPORTED,   /* dtype / ISA / backend not compiled in or not on this CPU      */
+    ENG_ERR_CANCELLED,     /* cancel token fired or a callback returned nonzero             */
+    ENG_ERR_BACKEND,       /* accelerator backend failure                                   */
+    ENG_STATUS_COUNT
+} eng_status;
+
+typedef enum eng_isa {
+    ENG_ISA_AUTO = 0,      /* best supported; ENG_ISA env var may force one                 */
+    ENG_ISA_SCALAR,        /* portable C: the specification every other ISA is tested against */
+    ENG_ISA_AVX2,          /* x86-64 AVX2 + FMA + F16C                                      */
+    ENG_ISA_AVX512,        /* x86-64 AVX-512 F/BW/DQ/VL (+ the AVX2 set)                    */
+    ENG_ISA_NEON,          /* AArch64 Advanced SIMD                                         */
+    ENG_ISA_COUNT
+} eng_isa;
+
+typedef enum eng_backend {
+    ENG_BACKEND_AUTO = 0,  /* CPU unless a CUDA build finds a device                        */
+    ENG_BACKEND_CPU,
+    ENG_BACKEND_CUDA,      /* only in builds with -DENG_CUDA=ON                             */
+    ENG_BACKEND_COUNT
+} eng_backend;
+
+typedef enum eng_dtype {
+    ENG_F32 = 0,
+    ENG_F16,
+    ENG_BF16,
+    ENG_F8_E4M3,           /* read from files; converted to f32/bf16 on load                */
+    ENG_I64,               /* accepted by the loader so files with index tensors still open */
+    ENG_I32,
+    ENG_U8,
+    ENG_BOOL,
+    ENG_DTYPE_COUNT
+} eng_dtype;
+
+typedef struct eng_error {
+    eng_status status;
+    char message[ENG_ERROR_CAP];
+} eng_error;
+
+/* ---- version, build and CPU facts --------------------------------------------------- */
+const char *eng_version(void);                 /* "0.1.0"                                   */
+const char *eng_build_info(void);              /* compiler, arch, compiled ISAs, options    */
+const char *eng_status_name(eng_status s);     /* "ENG_ERR_FORMAT"                          */
+const char *eng_isa_name(eng_isa isa);         /* "avx512"                                  */
+const char *eng_dtype_name(eng_dtype dt);      /* "bf16"                                    */
+size_t      eng_dtype_size(eng_dtype dt);      /* bytes per element, 0 if unknown           */
+/* Parses "scalar|avx2|avx512|neon|auto" (case-insensitive). */
+eng_status  eng_isa_parse(const char *name, eng_isa *out, eng_error *err);
+int         eng_isa_compiled(eng_isa isa);     /* kernels for it are in this binary         */
+int         eng_isa_supported(eng_isa isa);    /* compiled and the CPU/OS can run it        */
+eng_isa     eng_isa_best(void);                /* what AUTO picks when ENG_ISA is unset     */
+/* Writes the CPU features the engine looks at, e.g. "avx2 fma f16c avx512f ...". */
+void        eng_cpu_features(char *buf, size_t cap);
+/* Resolves an ISA request: AUTO -> ENG_ISA env var if set, else the best; an explicit
+ * request the CPU lacks is ENG_ERR_UNSUPPORTED (never a silent fallback). */
+eng_status  eng_isa_resolve(eng_isa requested, eng_isa *chosen, eng_error *err);
+
+/* ---- cancellation and per-request callbacks ------------------------------------------ */
+typedef struct eng_cancel eng_cancel;          /* opaque, thread-safe                       */
+eng_cancel *eng_cancel_create(void);           /* NULL on out-of-memory                     */
+void        eng_cancel_request(eng_cancel *c); /* NULL-safe; any thread                     */
+int         eng_cancel_requested(const eng_cancel *c); /* 0 for NULL                         */
+void        eng_cancel_free(eng_cancel *c);    /* NULL-safe                                 */
+
+typedef struct eng_step_info {
+    int32_t      step;                         /* 1-based                                   */
+    int32_t      n_steps;
+    float        sigma;
+    const float *latent;                       /* (c, h, w) float32, BORROWED for the call  */
+    int32_t      latent_c, latent_h, latent_w;
+} eng_step_info;
+
+/* Called on the computing thread after each denoising step; nonzero = stop (the call then
+ * returns ENG_ERR_CANCELLED). */
+typedef int (*eng_step_fn)(const eng_step_info *info, void *user);
+
+typedef struct eng_request {
+    const eng_cancel *cancel;                  /* optional; polled at block granularity     */
+    eng_step_fn       on_step;                 /* optional                                  */
+    void             *on_step_user;
+} eng_request;
+
+/* ---- runtime: kernel table + thread pool + scratch + backend ------------------------ */
+typedef struct eng_runtime eng_runtime;        /* opaque */
+
+typedef struct eng_runtime_params {
+    eng_isa     isa;                           /* AUTO: ENG_ISA env var, else best          */
+    eng_backend backend;                       /* AUTO: CPU in this build                   */
+    int32_t     n_threads;                     /* 0: online CPUs (ENG_THREADS env overrides) */
+} eng_runtime_params;
+
+eng_runtime_params eng_runtime_params_default(void);
+eng_status  eng_runtime_create(const eng_runtime_params *p, eng_runtime **out, eng_error *err);
+void        eng_runtime_free(eng_runtime *rt);                   /* NULL-safe */
+eng_isa     eng_runtime_isa(const eng_runtime *rt);
+eng_backend eng_runtime_backend(const eng_runtime *rt);
+int32_t     eng_runtime_threads(const eng_runtime *rt);
+
+/* ---- ops (used by tests, benchmarks and the model code) ------------------------------ */
+
+/* y = x . w^T + b.
+ *   y: (m, n) float32, y_bytes >= m*n*4      x: (m, k) float32 row-major
+ *   w: (n, k) in PyTorch Linear layout, dtype f32, f16 or bf16   b: (n) float32 or NULL */
+eng_status eng_linear(eng_runtime *rt, float *y, size_t y_bytes, const float *x, const void *w,
+                      eng_dtype w_dtype, const float *b, int64_t m, int64_t n, int64_t k,
+                      eng_error *err);
+
+/* Flash-style attention, softmax(q k^T * scale + mask) v, never materialising (sq, sk).
+ *   o: (hq, sq, d)   q: (hq, sq, d)   k, v: (hkv, sk, d); hq % hkv == 0 (GQA: q head h reads
+ *   kv head h / (hq/hkv)).  key_mask: (sk) uint8, nonzero = may attend, or NULL.
+ *   causal: query i sees keys j <= i (top-left aligned, as torch is_causal).  scale <= 0
+ *   means 1/sqrt(d).  A query row with no visible key gets zeros.  cancel: polled per head. */
+eng_status eng_attention(eng_runtime *rt, float *o, size_t o_bytes, const float *q,
+                         const float *k, const float *v, const uint8_t *key_mask, int causal,
+                         int64_t hq, int64_t hkv, int64_t sq, int64_t sk, int64_t d, float scale,
+                         const eng_cancel *cancel, eng_error *err);
+
+/* 2-D convolution, stride 1, zero padding (ksize-1)/2, ksize 1 or 3.
+ *   y: (cout, h, w)   x: (cin, h, w)   w: (cout, cin, ksize, ksize) f32/f16/bf16   b: (cout)|NULL */
+eng_status eng_conv2d(eng_runtime *rt, float *y, size_t y_bytes, const float *x, const void *w,
+                      eng_dtype w_dtype, const float *b, int64_t cin, int64_t cout, int64_t h,
+                      int64_t w_, int32_t ksize, eng_error *err);
+
+/* ---- weights: safetensors files and sharded *.safetensors.index.json ----------------- */
+typedef struct eng_weights eng_weights;        /* opaque; immutable after open */
+
+typedef struct eng_tensor_info {
+    const char *name;                          /* valid while the eng_weights lives         */
+    const char *file;                          /* the shard that holds it                   */
+    eng_dtype   dtype;
+    int32_t     ndim;                          /* 0 for a scalar                            */
+    int64_t     shape[ENG_MAX_DIMS];
+    int64_t     numel;
+    size_t      nbytes;
+    const void *data;                          /* into the read-only mmap                   */
+} eng_tensor_info;
+
+/* path: a .safetensors file, or a *.safetensors.index.json whose weight_map names shards in
+ * the same folder. Every structural problem is ENG_ERR_FORMAT naming the file and tensor. */
+eng_status eng_weights_open(const char *path, eng_weights **out, eng_error *err);
+void       eng_weights_free(eng_weights *w);                     /* NULL-safe */
+int64_t    eng_weights_count(const eng_weights *w);
+/* index in [0, count): tensors are in name order. */
+eng_status eng_weights_info(const eng_weights *w, int64_t index, eng_tensor_info *out,
+                            eng_error *err);
+/* ENG_ERR_FORMAT "tensor 'x' not found in '<path>'" when absent. */
+eng_status eng_weights_find(const eng_weights *w, const char *name, eng_tensor_info *out,
+                            eng_error *err);
+/* Converts any float dtype (f32/f16/bf16/f8_e4m3) to float32. out_bytes >= numel*4. */
+eng_status eng_weights_read_f32(const eng_weights *w, const char *name, float *out,
+                                size_t out_bytes, eng_error *err);
+
+/* ---- dtype conversion (round-to-nearest-even, NaN/Inf preserved) --------------------- */
+void eng_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
+void eng_bf16_to_f32(float *dst, const uint16_t *src, int64_t n);
+void eng_f32_to_f16(uint16_t *dst, const float *src, int64_t n);
+void eng_f16_to_f32(float *dst, const uint16_t *src, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ENG_ENGINE_H */

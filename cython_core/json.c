@@ -1,0 +1,2 @@
+/* PLACEHOLDER: JSON reader (being written). */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* PLACEHOLDER: safetensors reader (being written). */
+#include "internal.h"

@@ -1,0 +1,159 @@
+/* threadpool.c - persistent pthread pool (see threadpool.h).
+ * Workers spin briefly on the generation counter (ops come in quick succession inside a
+ * forward pass), then sleep on a condition variable. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "threadpool.h"
+
+#define SPIN_ITERS 20000
+
+struct eng_pool {
+    int n;                      /* threads including the caller */
+    pthread_t *workers;         /* n - 1 */
+    int n_started;
+    pthread_mutex_t run_mu;     /* serialises eng_pool_run callers */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    atomic_uint_fast64_t generation;
+    int stop;
+    /* current job (written under mu before generation is bumped) */
+    eng_task_fn fn;
+    void *ctx;
+    int64_t n_tasks;
+    atomic_int_fast64_t next;
+    int active;                 /* workers still inside the current job */
+};
+
+typedef struct worker_arg {
+    eng_pool *pool;
+    int id;
+} worker_arg;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static void run_tasks(eng_pool *p, int id) {
+    int64_t t;
+    while ((t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->n_tasks)
+        p->fn(p->ctx, t, id);
+}
+
+static void *worker_main(void *arg) {
+    eng_pool *p = ((worker_arg *)arg)->pool;
+    int id = ((worker_arg *)arg)->id;
+    free(arg);
+    uint64_t seen = 0;
+    for (;;) {
+        for (int i = 0; i < SPIN_ITERS; i++) {
+            if (atomic_load_explicit(&p->generation, memory_order_acquire) != seen) break;
+            cpu_relax();
+        }
+        pthread_mutex_lock(&p->mu);
+        while (!p->stop && atomic_load_explicit(&p->generation, memory_order_acquire) == seen)
+            pthread_cond_wait(&p->cv_work, &p->mu);
+        if (p->stop) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        pthread_mutex_unlock(&p->mu);
+
+        run_tasks(p, id);
+
+        pthread_mutex_lock(&p->mu);
+        if (--p->active == 0) pthread_cond_signal(&p->cv_done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+eng_status eng_pool_create(int n_threads, eng_pool **out, eng_error *err) {
+    *out = NULL;
+    if (n_threads < 1 || n_threads > 1024)
+        return eng_err_set(err, ENG_ERR_INVALID_ARG, "thread count %d outside [1, 1024]",
+                           n_threads);
+    eng_pool *p = calloc(1, sizeof *p);
+    if (!p) return eng_err_set(err, ENG_ERR_OOM, "thread pool: out of memory");
+    p->n = n_threads;
+    pthread_mutex_init(&p->run_mu, NULL);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv_work, NULL);
+    pthread_cond_init(&p->cv_done, NULL);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->next, 0);
+    if (n_threads > 1) {
+        p->workers = calloc((size_t)n_threads - 1, sizeof *p->workers);
+        if (!p->workers) {
+            eng_pool_free(p);
+            return eng_err_set(err, ENG_ERR_OOM, "thread pool: out of memory");
+        }
+        for (int i = 1; i < n_threads; i++) {
+            worker_arg *a = malloc(sizeof *a);
+            if (!a) {
+                eng_pool_free(p);
+                return eng_err_set(err, ENG_ERR_OOM, "thread pool: out of memory");
+            }
+            a->pool = p;
+            a->id = i;
+            int rc = pthread_create(&p->workers[i - 1], NULL, worker_main, a);
+            if (rc != 0) {
+                free(a);
+                eng_pool_free(p);
+                return eng_err_set(err, ENG_ERR_OOM, "thread pool: cannot start thread %d of %d: %s",
+                                   i + 1, n_threads, strerror(rc));
+            }
+            p->n_started++;
+        }
+    }
+    *out = p;
+    return ENG_OK;
+}
+
+void eng_pool_free(eng_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->cv_work);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n_started; i++) pthread_join(p->workers[i], NULL);
+    free(p->workers);
+    pthread_cond_destroy(&p->cv_work);
+    pthread_cond_destroy(&p->cv_done);
+    pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->run_mu);
+    free(p);
+}
+
+int eng_pool_size(const eng_pool *p) { return p ? p->n : 1; }
+
+void eng_pool_run(eng_pool *p, int64_t n_tasks, eng_task_fn fn, void *ctx) {
+    if (n_tasks <= 0) return;
+    if (!p || p->n == 1 || n_tasks == 1) {
+        for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->run_mu);
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_tasks = n_tasks;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+    p->active = p->n - 1;
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    pthread_cond_broadcast(&p->cv_work);
+    pthread_mutex_unlock(&p->mu);
+
+    run_tasks(p, 0);
+
+    pthread_mutex_lock(&p->mu);
+    while (p->active > 0) pthread_cond_wait(&p->cv_done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->run_mu);
+}

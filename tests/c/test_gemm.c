@@ -1,0 +1,3 @@
+/* PLACEHOLDER */
+#include "test_util.h"
+int main(void) { return test_finish("test_gemm"); }
