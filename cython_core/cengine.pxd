@@ -1,0 +1,111 @@
+# cengine.pxd - extern declarations of engine.h, one-to-one; no logic.
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+
+cdef extern from "engine.h" nogil:
+    enum: ENG_MAX_DIMS
+    enum: ENG_ERROR_CAP
+
+    ctypedef enum eng_status:
+        ENG_OK
+        ENG_ERR_INVALID_ARG
+        ENG_ERR_IO
+        ENG_ERR_FORMAT
+        ENG_ERR_OOM
+        ENG_ERR_UNSUPPORTED
+        ENG_ERR_CANCELLED
+        ENG_ERR_BACKEND
+        ENG_STATUS_COUNT
+
+    ctypedef enum eng_isa:
+        ENG_ISA_AUTO
+        ENG_ISA_SCALAR
+        ENG_ISA_AVX2
+        ENG_ISA_AVX512
+        ENG_ISA_NEON
+        ENG_ISA_COUNT
+
+    ctypedef enum eng_backend:
+        ENG_BACKEND_AUTO
+        ENG_BACKEND_CPU
+        ENG_BACKEND_CUDA
+        ENG_BACKEND_COUNT
+
+    ctypedef enum eng_dtype:
+        ENG_F32
+        ENG_F16
+        ENG_BF16
+        ENG_DTYPE_COUNT
+
+    ctypedef struct eng_error:
+        eng_status status
+        char message[ENG_ERROR_CAP]
+
+    const char *eng_version()
+    const char *eng_build_info()
+    const char *eng_status_name(eng_status s)
+    const char *eng_isa_name(eng_isa isa)
+    const char *eng_dtype_name(eng_dtype dt)
+    size_t eng_dtype_size(eng_dtype dt)
+    eng_status eng_isa_parse(const char *name, eng_isa *out, eng_error *err)
+    int eng_isa_compiled(eng_isa isa)
+    int eng_isa_supported(eng_isa isa)
+    eng_isa eng_isa_best()
+    void eng_cpu_features(char *buf, size_t cap)
+    eng_status eng_isa_resolve(eng_isa requested, eng_isa *chosen, eng_error *err)
+
+    ctypedef struct eng_cancel:
+        pass
+    eng_cancel *eng_cancel_create()
+    void eng_cancel_request(eng_cancel *c)
+    int eng_cancel_requested(const eng_cancel *c)
+    void eng_cancel_free(eng_cancel *c)
+
+    ctypedef struct eng_runtime:
+        pass
+    ctypedef struct eng_runtime_params:
+        eng_isa isa
+        eng_backend backend
+        int32_t n_threads
+    eng_runtime_params eng_runtime_params_default()
+    eng_status eng_runtime_create(const eng_runtime_params *p, eng_runtime **out, eng_error *err)
+    void eng_runtime_free(eng_runtime *rt)
+    eng_isa eng_runtime_isa(const eng_runtime *rt)
+    eng_backend eng_runtime_backend(const eng_runtime *rt)
+    int32_t eng_runtime_threads(const eng_runtime *rt)
+
+    eng_status eng_linear(eng_runtime *rt, float *y, size_t y_bytes, const float *x, const void *w,
+                          eng_dtype w_dtype, const float *b, int64_t m, int64_t n, int64_t k,
+                          eng_error *err)
+    eng_status eng_attention(eng_runtime *rt, float *o, size_t o_bytes, const float *q,
+                             const float *k, const float *v, const uint8_t *key_mask, int causal,
+                             int64_t hq, int64_t hkv, int64_t sq, int64_t sk, int64_t d, float scale,
+                             const eng_cancel *cancel, eng_error *err)
+    eng_status eng_conv2d(eng_runtime *rt, float *y, size_t y_bytes, const float *x, const void *w,
+                          eng_dtype w_dtype, const float *b, int64_t cin, int64_t cout, int64_t h,
+                          int64_t w_, int32_t ksize, eng_error *err)
+
+    ctypedef struct eng_weights:
+        pass
+    ctypedef struct eng_tensor_info:
+        const char *name
+        const char *file
+        eng_dtype dtype
+        int32_t ndim
+        int64_t shape[ENG_MAX_DIMS]
+        int64_t numel
+        size_t nbytes
+        const void *data
+    eng_status eng_weights_open(const char *path, eng_weights **out, eng_error *err)
+    void eng_weights_free(eng_weights *w)
+    int64_t eng_weights_count(const eng_weights *w)
+    eng_status eng_weights_info(const eng_weights *w, int64_t index, eng_tensor_info *out,
+                                eng_error *err)
+    eng_status eng_weights_find(const eng_weights *w, const char *name, eng_tensor_info *out,
+                                eng_error *err)
+    eng_status eng_weights_read_f32(const eng_weights *w, const char *name, float *out,
+                                    size_t out_bytes, eng_error *err)
+
+    void eng_f32_to_bf16(uint16_t *dst, const float *src, int64_t n)
+    void eng_bf16_to_f32(float *dst, const uint16_t *src, int64_t n)
+    void eng_f32_to_f16(uint16_t *dst, const float *src, int64_t n)
+    void eng_f16_to_f32(float *dst, const uint16_t *src, int64_t n)
