@@ -1,3 +1,207 @@
-/* PLACEHOLDER */
+/* test_core.c - the engine core: dtype conversions (exhaustive for bf16/f16), arena, thread
+ * pool, cancel token, ISA parsing/resolution, runtime parameters, error helpers. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "arena.h"
+#include "dtype.h"
 #include "test_util.h"
-int main(void) { return test_finish("test_core"); }
+#include "threadpool.h"
+
+/* f16 -> f32 -> f16 is the identity for every non-NaN bit pattern; bf16 likewise. */
+static void test_half_roundtrip_exhaustive(void) {
+    int bad16 = 0, badb = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = eng_f16_to_f32_1((uint16_t)h);
+        if (f == f && eng_f32_to_f16_1(f) != h) bad16++;
+        float g = eng_bf16_to_f32_1((uint16_t)h);
+        if (g == g && eng_f32_to_bf16_1(g) != h) badb++;
+        if (!(f == f)) CHECK(((h >> 10) & 0x1f) == 0x1f && (h & 0x3ff), "NaN from non-NaN 0x%x", h);
+    }
+    CHECK(bad16 == 0, "%d f16 patterns do not round-trip", bad16);
+    CHECK(badb == 0, "%d bf16 patterns do not round-trip", badb);
+}
+
+/* f32 -> f16/bf16 rounds to nearest, ties to even, compared against a double-based oracle. */
+static double f16_value(uint16_t h) { return (double)eng_f16_to_f32_1(h); }
+
+static void test_rounding(void) {
+    test_rng r = {7};
+    int bad = 0;
+    for (int i = 0; i < 200000; i++) {
+        uint32_t bits = (uint32_t)(test_next(&r) >> 32);
+        float f = eng_bits_f32(bits);
+        if (!(f == f)) continue;
+        double a = fabs((double)f);
+        if (a > 65504.0) continue;
+        uint16_t h = eng_f32_to_f16_1(f);
+        /* the neighbour on each side must not be strictly closer, ties must pick even */
+        double got = f16_value(h);
+        uint16_t up = (uint16_t)(h + 1), dn = (uint16_t)(h - 1);
+        double du = fabs(f16_value(up) - (double)f), dd = (h & 0x7fff) ? fabs(f16_value(dn) - (double)f) : INFINITY;
+        double dg = fabs(got - (double)f);
+        if ((h & 0x7c00) != 0x7c00 && (du < dg || dd < dg || ((du == dg || dd == dg) && (h & 1)))) bad++;
+    }
+    CHECK(bad == 0, "%d f32->f16 roundings are not nearest-even", bad);
+    /* bf16 ties: 1 + 2^-8 -> 1.0 (even), 1 + 3*2^-8 -> 1 + 2^-6 */
+    CHECK(eng_f32_to_bf16_1(1.00390625f) == 0x3f80, "bf16 tie to even (down)");
+    CHECK(eng_f32_to_bf16_1(1.01171875f) == 0x3f82, "bf16 tie to even (up)");
+    CHECK(eng_f32_to_bf16_1(3.4e38f) == 0x7f80, "bf16 overflow rounds to inf");
+    CHECK(eng_f32_to_f16_1(65519.0f) == 0x7bff && eng_f32_to_f16_1(65520.0f) == 0x7c00, "f16 overflow edge");
+    CHECK(eng_f32_to_f16_1(5.960464477539063e-08f) == 1, "smallest f16 subnormal");
+    CHECK(eng_f32_to_f16_1(2.98023223876953125e-08f) == 0, "half the smallest subnormal ties to 0");
+    CHECK(eng_f8e4m3_to_f32_1(0x7e) == 448.0f && eng_f8e4m3_to_f32_1(0x01) == 0.001953125f, "f8 e4m3");
+    float nan = eng_bf16_to_f32_1(eng_f32_to_bf16_1(NAN));
+    CHECK(nan != nan, "NaN survives bf16");
+}
+
+static void test_arena(void) {
+    eng_arena a;
+    eng_error err;
+    eng_err_clear(&err);
+    CHECK(eng_arena_init(&a, 1000, &err) == ENG_OK, "%s", err.message);
+    void *p = eng_arena_alloc(&a, 10, "p", &err);
+    void *q = eng_arena_alloc(&a, 100, "q", &err);
+    CHECK(p && q && ((uintptr_t)p % ENG_ALIGN) == 0 && ((uintptr_t)q % ENG_ALIGN) == 0, "aligned");
+    size_t mark = eng_arena_mark(&a);
+    CHECK(eng_arena_alloc(&a, 2000, "too_big", &err) == NULL && err.status == ENG_ERR_OOM &&
+              strstr(err.message, "too_big"),
+          "overflow names the buffer: %s", err.message);
+    eng_err_clear(&err);
+    CHECK(eng_arena_alloc(&a, SIZE_MAX - 8, "huge", &err) == NULL, "size_t overflow is caught");
+    eng_arena_reset(&a, mark);
+    CHECK(a.used == mark && a.peak >= 164, "reset keeps peak");
+    eng_arena_free(&a);
+    eng_arena_free(&a); /* idempotent */
+}
+
+typedef struct pool_ctx {
+    atomic_int_fast64_t sum;
+    atomic_int hits[1000];
+    int max_thread;
+} pool_ctx;
+
+static void pool_fn(void *ctx, int64_t task, int thread) {
+    pool_ctx *c = ctx;
+    atomic_fetch_add(&c->sum, task);
+    atomic_fetch_add(&c->hits[task], 1);
+    if (thread > c->max_thread) c->max_thread = thread;
+}
+
+static void test_pool(void) {
+    for (int n = 1; n <= 4; n++) {
+        eng_pool *pool = NULL;
+        eng_error err;
+        eng_err_clear(&err);
+        CHECK(eng_pool_create(n, &pool, &err) == ENG_OK, "%s", err.message);
+        for (int rep = 0; rep < 200; rep++) {
+            static pool_ctx c;
+            memset(&c, 0, sizeof c);
+            int64_t tasks = 1 + rep % 1000;
+            eng_pool_run(pool, tasks, pool_fn, &c);
+            int dup = 0;
+            for (int64_t t = 0; t < tasks; t++) dup += atomic_load(&c.hits[t]) != 1;
+            CHECK(dup == 0 && atomic_load(&c.sum) == tasks * (tasks - 1) / 2,
+                  "every task exactly once (n=%d tasks=%lld)", n, (long long)tasks);
+            CHECK(c.max_thread < n, "thread ids in range");
+        }
+        eng_pool_free(pool);
+    }
+    eng_pool *pool = NULL;
+    eng_error err;
+    eng_err_clear(&err);
+    CHECK(eng_pool_create(0, &pool, &err) == ENG_ERR_INVALID_ARG && pool == NULL, "0 threads rejected");
+    eng_pool_free(NULL);
+}
+
+static void *cancel_thread(void *arg) {
+    eng_cancel_request((eng_cancel *)arg);
+    return NULL;
+}
+
+static void test_cancel(void) {
+    eng_cancel *c = eng_cancel_create();
+    CHECK(c && !eng_cancel_requested(c), "fresh token");
+    pthread_t th;
+    pthread_create(&th, NULL, cancel_thread, c);
+    pthread_join(th, NULL);
+    CHECK(eng_cancel_requested(c), "cancelled from another thread");
+    eng_cancel_free(c);
+    CHECK(!eng_cancel_requested(NULL), "NULL token is never cancelled");
+    eng_cancel_request(NULL);
+    eng_cancel_free(NULL);
+}
+
+static void test_isa(void) {
+    eng_isa isa;
+    eng_error err;
+    eng_err_clear(&err);
+    CHECK(eng_isa_parse("AVX2", &isa, &err) == ENG_OK && isa == ENG_ISA_AVX2, "case-insensitive");
+    CHECK(eng_isa_parse("sse9", &isa, &err) == ENG_ERR_INVALID_ARG && strstr(err.message, "sse9"),
+          "unknown name: %s", err.message);
+    CHECK(eng_isa_supported(ENG_ISA_SCALAR) && eng_isa_supported(eng_isa_best()), "best is supported");
+    const eng_isa all[] = {ENG_ISA_AVX2, ENG_ISA_AVX512, ENG_ISA_NEON};
+    for (int i = 0; i < 3; i++) {
+        eng_err_clear(&err);
+        eng_isa got;
+        eng_status st = eng_isa_resolve(all[i], &got, &err);
+        if (eng_isa_supported(all[i]))
+            CHECK(st == ENG_OK && got == all[i], "%s resolves", eng_isa_name(all[i]));
+        else
+            CHECK(st == ENG_ERR_UNSUPPORTED && strstr(err.message, eng_isa_name(all[i])),
+                  "missing ISA is an error, never a fallback: %s", err.message);
+        /* a runtime asked for it behaves the same */
+        eng_runtime_params p = eng_runtime_params_default();
+        p.isa = all[i];
+        p.n_threads = 1;
+        eng_runtime *rt = NULL;
+        eng_err_clear(&err);
+        st = eng_runtime_create(&p, &rt, &err);
+        CHECK((st == ENG_OK) == (eng_isa_supported(all[i]) != 0), "runtime %s", eng_isa_name(all[i]));
+        if (rt) CHECK(eng_runtime_isa(rt) == all[i], "runtime keeps the ISA");
+        eng_runtime_free(rt);
+    }
+    char feats[256];
+    eng_cpu_features(feats, sizeof feats);
+    CHECK(strlen(feats) > 0, "features string");
+    CHECK(strstr(eng_build_info(), "version=") != NULL, "build info");
+}
+
+static void test_runtime_params(void) {
+    eng_runtime_params p = eng_runtime_params_default();
+    eng_runtime *rt = NULL;
+    eng_error err;
+    eng_err_clear(&err);
+    p.n_threads = -1;
+    CHECK(eng_runtime_create(&p, &rt, &err) == ENG_ERR_INVALID_ARG, "negative threads");
+    p = eng_runtime_params_default();
+    p.backend = ENG_BACKEND_CUDA;
+    eng_err_clear(&err);
+    CHECK(eng_runtime_create(&p, &rt, &err) == ENG_ERR_UNSUPPORTED && strstr(err.message, "cuda"),
+          "cuda backend not built: %s", err.message);
+    eng_runtime_free(NULL);
+}
+
+static void test_errors(void) {
+    eng_error err;
+    eng_err_clear(&err);
+    eng_err_set(&err, ENG_ERR_FORMAT, "first %d", 1);
+    eng_err_set(&err, ENG_ERR_IO, "second");
+    CHECK(err.status == ENG_ERR_FORMAT && strcmp(err.message, "first 1") == 0, "first error wins");
+    eng_err_prefix(&err, "loading '%s'", "x");
+    CHECK(strcmp(err.message, "loading 'x': first 1") == 0, "prefix: %s", err.message);
+    CHECK(strcmp(eng_status_name(ENG_ERR_CANCELLED), "ENG_ERR_CANCELLED") == 0, "status names");
+    CHECK(strcmp(eng_status_name((eng_status)99), "ENG_ERR_UNKNOWN") == 0, "unknown status");
+}
+
+int main(void) {
+    RUN(test_half_roundtrip_exhaustive);
+    RUN(test_rounding);
+    RUN(test_arena);
+    RUN(test_pool);
+    RUN(test_cancel);
+    RUN(test_isa);
+    RUN(test_runtime_params);
+    RUN(test_errors);
+    return test_finish("test_core");
+}
