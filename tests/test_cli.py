@@ -22,7 +22,10 @@ def test_info_json(capsys):
 def test_info_console_script_honours_eng_isa(tmp_path):
     env = dict(os.environ, ENG_ISA="scalar")
     out = subprocess.run(
-        [sys.executable, "-m", "edge_server", "info", "--json"], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "edge_server", "info", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr

@@ -73,13 +73,14 @@ def ref_attention(q, k, v, mask=None, causal=False, scale=None):
         s = np.where(vis, s, -np.inf)
         mx = s.max(axis=1, keepdims=True)
         p = np.where(vis, np.exp(s - np.where(np.isfinite(mx), mx, 0)), 0)
-        l = p.sum(axis=1, keepdims=True)
-        out[h] = np.where(l > 0, (p @ v[g].astype(np.float64)) / np.where(l > 0, l, 1), 0)
+        tot = p.sum(axis=1, keepdims=True)
+        out[h] = np.where(tot > 0, (p @ v[g].astype(np.float64)) / np.where(tot > 0, tot, 1), 0)
     return out
 
 
 @pytest.mark.parametrize(
-    "hq,hkv,sq,sk,d", [(1, 1, 1, 1, 8), (4, 2, 37, 53, 16), (7, 1, 65, 65, 128), (3, 3, 130, 17, 72)]
+    "hq,hkv,sq,sk,d",
+    [(1, 1, 1, 1, 8), (4, 2, 37, 53, 16), (7, 1, 65, 65, 128), (3, 3, 130, 17, 72)],
 )
 def test_attention_matches_reference(isa, rng, hq, hkv, sq, sk, d):
     q = rng.standard_normal((hq, sq, d), dtype=np.float32)
@@ -105,7 +106,7 @@ def test_attention_fully_masked_rows_are_zero(rng):
 
 
 def ref_conv(x, w, b=None):
-    cin, h, wd = x.shape
+    _, h, wd = x.shape
     cout, _, ks, _ = w.shape
     p = (ks - 1) // 2
     xp = np.pad(x.astype(np.float64), ((0, 0), (p, p), (p, p)))
@@ -131,6 +132,7 @@ def test_conv2d_matches_reference(isa, rng, ks):
 
 # ---- errors ------------------------------------------------------------------------------
 
+
 def test_exception_hierarchy():
     assert issubclass(_engine.InvalidArgument, ValueError)
     assert issubclass(_engine.InvalidArgument, _engine.EngineError)
@@ -145,8 +147,14 @@ def test_exception_hierarchy():
     [
         (lambda: (np.zeros((2, 3)), np.zeros((4, 3), np.float32)), "x must be float32"),
         (lambda: (np.zeros((2, 3), np.float32), np.zeros((4, 5), np.float32)), "input features"),
-        (lambda: (np.zeros((2, 3), np.float32), np.zeros((4, 3), np.int32)), "must be float32, float16"),
-        (lambda: (np.zeros((2, 3), np.float32)[:, ::2], np.zeros((4, 2), np.float32)), "C-contiguous"),
+        (
+            lambda: (np.zeros((2, 3), np.float32), np.zeros((4, 3), np.int32)),
+            "must be float32, float16",
+        ),
+        (
+            lambda: (np.zeros((2, 3), np.float32)[:, ::2], np.zeros((4, 2), np.float32)),
+            "C-contiguous",
+        ),
         (lambda: (np.zeros(3, np.float32), np.zeros((4, 3), np.float32)), "2 dimensions"),
         (lambda: ([[1.0]], np.zeros((1, 1), np.float32)), "numpy array"),
         (lambda: (np.zeros((0, 3), np.float32), np.zeros((4, 3), np.float32)), "empty"),
@@ -203,7 +211,9 @@ def test_cancelled_attention_raises():
 def test_eng_isa_env_forces_isa_and_rejects_missing(tmp_path):
     env = dict(os.environ, ENG_ISA="scalar")
     code = "from edge_server import _engine; print(_engine.get_runtime().isa)"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.returncode == 0 and out.stdout.strip() == "scalar", out.stderr
     missing = [i for i in ("avx2", "avx512", "neon") if i not in _engine.supported_isas()]
     env["ENG_ISA"] = missing[0] if missing else "bogus"
@@ -212,7 +222,9 @@ def test_eng_isa_env_forces_isa_and_rejects_missing(tmp_path):
         "try:\n    _engine.get_runtime()\nexcept _engine.EngineError as e:\n"
         "    print(type(e).__name__, e)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.returncode == 0
     assert out.stdout.startswith(("Unsupported", "InvalidArgument")), out.stdout
     assert "ENG_ISA" in out.stdout

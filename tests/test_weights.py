@@ -52,7 +52,10 @@ def test_sharded_index(tmp_path, rng):
     save_file(b, str(tmp_path / "m-00002-of-00002.safetensors"))
     index = {
         "metadata": {"total_size": 28},
-        "weight_map": {"x.w": "m-00001-of-00002.safetensors", "y.w": "m-00002-of-00002.safetensors"},
+        "weight_map": {
+            "x.w": "m-00001-of-00002.safetensors",
+            "y.w": "m-00002-of-00002.safetensors",
+        },
     }
     (tmp_path / "m.safetensors.index.json").write_text(json.dumps(index))
     w = _engine.Weights(tmp_path / "m.safetensors.index.json")
@@ -62,11 +65,11 @@ def test_sharded_index(tmp_path, rng):
 
 
 def test_errors_name_file_and_tensor(tmp_path):
-    with pytest.raises(_engine.EngineIOError, match="missing.safetensors"):
+    with pytest.raises(_engine.EngineIOError, match=r"missing\.safetensors"):
         _engine.Weights(tmp_path / "missing.safetensors")
     p = tmp_path / "bad.safetensors"
     p.write_bytes(b"\x05\x00")
-    with pytest.raises(_engine.FormatError, match="bad.safetensors"):
+    with pytest.raises(_engine.FormatError, match=r"bad\.safetensors"):
         _engine.Weights(p)
     write_raw(p, {"w1": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 20]}}, bytes(24))
     with pytest.raises(_engine.FormatError, match="w1"):
@@ -75,7 +78,7 @@ def test_errors_name_file_and_tensor(tmp_path):
     with pytest.raises(_engine.FormatError, match="Q9"):
         _engine.Weights(p)
     p.write_bytes(struct.pack("<Q", 1 << 62) + b"{}")
-    with pytest.raises(_engine.FormatError, match="bad.safetensors"):
+    with pytest.raises(_engine.FormatError, match=r"bad\.safetensors"):
         _engine.Weights(p)
     write_raw(p, {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, bytes(4))
     w = _engine.Weights(p)
