@@ -154,8 +154,46 @@ eng_status gemm_run(eng_runtime *rt, const gemm_args *g, eng_error *err) {
     return ENG_OK;
 }
 
+/* ---- tiny M: matrix-vector products, threaded over blocks of output columns ---------- */
+
+#define GEMV_MAX_M 4     /* up to this many rows, skip packing (W is streamed once per row) */
+#define GEMV_COLS 64     /* output columns per task */
+
+typedef struct gemv_job {
+    const eng_kernels *kern;
+    float *y;            /* (m, n) */
+    const float *x;      /* (m, k) */
+    const void *w;       /* (n, k) */
+    eng_dtype w_dtype;
+    const float *b;      /* (n) | NULL */
+    int64_t m, n, k;
+} gemv_job;
+
+static void gemv_task(void *ctx, int64_t task, int thread) {
+    (void)thread;
+    const gemv_job *j = (const gemv_job *)ctx;
+    const int64_t n0 = task * GEMV_COLS, nn = j->n - n0 < GEMV_COLS ? j->n - n0 : GEMV_COLS;
+    for (int64_t i = 0; i < j->m; i++) {
+        float *yi = j->y + i * j->n + n0;
+        const float *xi = j->x + i * j->k;
+        switch (j->w_dtype) {
+        case ENG_F32: j->kern->gemv_f32(yi, xi, (const float *)j->w + n0 * j->k, j->k, nn, j->k); break;
+        case ENG_BF16: j->kern->gemv_bf16(yi, xi, (const uint16_t *)j->w + n0 * j->k, j->k, nn, j->k); break;
+        default: j->kern->gemv_f16(yi, xi, (const uint16_t *)j->w + n0 * j->k, j->k, nn, j->k); break;
+        }
+        if (j->b)
+            for (int64_t c = 0; c < nn; c++) yi[c] += j->b[n0 + c];
+    }
+}
+
 eng_status cpu_linear(eng_runtime *rt, float *y, const float *x, const void *w, eng_dtype w_dtype,
                       const float *b, int64_t m, int64_t n, int64_t k, eng_error *err) {
+    if (m <= GEMV_MAX_M) {
+        gemv_job j = {.kern = &rt->kern, .y = y, .x = x, .w = w, .w_dtype = w_dtype, .b = b,
+                      .m = m, .n = n, .k = k};
+        eng_pool_run(rt->pool, (n + GEMV_COLS - 1) / GEMV_COLS, gemv_task, &j);
+        return ENG_OK;
+    }
     gemm_src a = {.pack = gemm_pack_a_rows, .data = x, .dtype = ENG_F32, .ld = k};
     gemm_src bw = {.pack = gemm_pack_b_weight, .data = w, .dtype = w_dtype, .ld = k};
     gemm_args g = {.M = m, .N = n, .K = k, .a = &a, .b = &bw, .bias = b, .c = y, .ldc = n};

@@ -140,7 +140,59 @@ static void pack_a_f32_avx2(float *dst, const float *x, int64_t ldx, int64_t m_v
         for (int64_t i = 0; i < MR; i++) dst[p * MR + i] = i < m_valid ? x[i * ldx + p] : 0.0f;
 }
 
+static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* y (n) = W (n, k) . x (k): 4 rows of W at a time, 8 k-lanes per step, reduced at the end. */
+#define DEFINE_GEMV(NAME, T, LOADW, CONV1)                                                  \
+    static void NAME(float *y, const float *x, const T *w, int64_t ldw, int64_t n, int64_t k) { \
+        int64_t j = 0;                                                                      \
+        for (; j + 4 <= n; j += 4) {                                                        \
+            const T *w0 = w + j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;       \
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();                          \
+            int64_t p = 0;                                                                  \
+            for (; p + 8 <= k; p += 8) {                                                 \
+                const __m256 xv = _mm256_loadu_ps((x + p));                                           \
+                a0 = _mm256_fmadd_ps(xv, LOADW(w0 + p), a0);                                           \
+                a1 = _mm256_fmadd_ps(xv, LOADW(w1 + p), a1);                                           \
+                a2 = _mm256_fmadd_ps(xv, LOADW(w2 + p), a2);                                           \
+                a3 = _mm256_fmadd_ps(xv, LOADW(w3 + p), a3);                                           \
+            }                                                                               \
+            float s0 = hsum256(a0), s1 = hsum256(a1), s2 = hsum256(a2), s3 = hsum256(a3);  \
+            for (; p < k; p++) {                                                            \
+                s0 += x[p] * CONV1(w0[p]);                                                  \
+                s1 += x[p] * CONV1(w1[p]);                                                  \
+                s2 += x[p] * CONV1(w2[p]);                                                  \
+                s3 += x[p] * CONV1(w3[p]);                                                  \
+            }                                                                               \
+            y[j] = s0; y[j + 1] = s1; y[j + 2] = s2; y[j + 3] = s3;                         \
+        }                                                                                   \
+        for (; j < n; j++) {                                                                \
+            const T *wj = w + j * ldw;                                                      \
+            __m256 a = _mm256_setzero_ps();                                                                 \
+            int64_t p = 0;                                                                  \
+            for (; p + 8 <= k; p += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps((x + p)), LOADW(wj + p), a);     \
+            float s = hsum256(a);                                                          \
+            for (; p < k; p++) s += x[p] * CONV1(wj[p]);                                    \
+            y[j] = s;                                                                       \
+        }                                                                                   \
+    }
+
+static inline __m256 gemv_load_f32(const float *p) { return _mm256_loadu_ps(p); }
+static inline __m256 gemv_load_bf16(const uint16_t *p) { return load8_bf16(p, 0); }
+static inline __m256 gemv_load_f16(const uint16_t *p) { return load8_f16(p, 0); }
+DEFINE_GEMV(gemv_f32_avx2, float, gemv_load_f32, conv_f32)
+DEFINE_GEMV(gemv_bf16_avx2, uint16_t, gemv_load_bf16, conv_bf16)
+DEFINE_GEMV(gemv_f16_avx2, uint16_t, gemv_load_f16, conv_f16)
+
 void eng_kern_gemm_avx2(eng_kernels *t) {
+    t->gemv_f32 = gemv_f32_avx2;
+    t->gemv_bf16 = gemv_bf16_avx2;
+    t->gemv_f16 = gemv_f16_avx2;
     t->gemm_mr = MR;
     t->gemm_nr = NR;
     t->gemm_ukr = gemm_ukr_avx2;

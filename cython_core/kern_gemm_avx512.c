@@ -149,7 +149,52 @@ static void pack_a_f32_avx512(float *dst, const float *x, int64_t ldx, int64_t m
         for (int64_t i = 0; i < MR; i++) dst[p * MR + i] = i < m_valid ? x[i * ldx + p] : 0.0f;
 }
 
+/* y (n) = W (n, k) . x (k): 4 rows of W at a time, 16 k-lanes per step, reduced at the end. */
+#define DEFINE_GEMV(NAME, T, LOADW, CONV1)                                                  \
+    static void NAME(float *y, const float *x, const T *w, int64_t ldw, int64_t n, int64_t k) { \
+        int64_t j = 0;                                                                      \
+        for (; j + 4 <= n; j += 4) {                                                        \
+            const T *w0 = w + j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;       \
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();                          \
+            int64_t p = 0;                                                                  \
+            for (; p + 16 <= k; p += 16) {                                                 \
+                const __m512 xv = _mm512_loadu_ps((x + p));                                           \
+                a0 = _mm512_fmadd_ps(xv, LOADW(w0 + p), a0);                                           \
+                a1 = _mm512_fmadd_ps(xv, LOADW(w1 + p), a1);                                           \
+                a2 = _mm512_fmadd_ps(xv, LOADW(w2 + p), a2);                                           \
+                a3 = _mm512_fmadd_ps(xv, LOADW(w3 + p), a3);                                           \
+            }                                                                               \
+            float s0 = _mm512_reduce_add_ps(a0), s1 = _mm512_reduce_add_ps(a1), s2 = _mm512_reduce_add_ps(a2), s3 = _mm512_reduce_add_ps(a3);  \
+            for (; p < k; p++) {                                                            \
+                s0 += x[p] * CONV1(w0[p]);                                                  \
+                s1 += x[p] * CONV1(w1[p]);                                                  \
+                s2 += x[p] * CONV1(w2[p]);                                                  \
+                s3 += x[p] * CONV1(w3[p]);                                                  \
+            }                                                                               \
+            y[j] = s0; y[j + 1] = s1; y[j + 2] = s2; y[j + 3] = s3;                         \
+        }                                                                                   \
+        for (; j < n; j++) {                                                                \
+            const T *wj = w + j * ldw;                                                      \
+            __m512 a = _mm512_setzero_ps();                                                                 \
+            int64_t p = 0;                                                                  \
+            for (; p + 16 <= k; p += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps((x + p)), LOADW(wj + p), a);     \
+            float s = _mm512_reduce_add_ps(a);                                                          \
+            for (; p < k; p++) s += x[p] * CONV1(wj[p]);                                    \
+            y[j] = s;                                                                       \
+        }                                                                                   \
+    }
+
+static inline __m512 gemv_load_f32(const float *p) { return _mm512_loadu_ps(p); }
+static inline __m512 gemv_load_bf16(const uint16_t *p) { return load16_bf16(p, 0); }
+static inline __m512 gemv_load_f16(const uint16_t *p) { return load16_f16(p, 0); }
+DEFINE_GEMV(gemv_f32_avx512, float, gemv_load_f32, conv_f32)
+DEFINE_GEMV(gemv_bf16_avx512, uint16_t, gemv_load_bf16, conv_bf16)
+DEFINE_GEMV(gemv_f16_avx512, uint16_t, gemv_load_f16, conv_f16)
+
 void eng_kern_gemm_avx512(eng_kernels *t) {
+    t->gemv_f32 = gemv_f32_avx512;
+    t->gemv_bf16 = gemv_bf16_avx512;
+    t->gemv_f16 = gemv_f16_avx512;
     t->gemm_mr = MR;
     t->gemm_nr = NR;
     t->gemm_ukr = gemm_ukr_avx512;

@@ -113,7 +113,38 @@ static void pack_b_f16_neon(float *dst, const uint16_t *w, int64_t ldw, int64_t 
     }
 }
 
+/* y (n) = W (n, k) . x (k): one row at a time, 2 x 4 lanes per step. */
+#define DEFINE_GEMV(NAME, T, LOADW, CONV1)                                                  \
+    static void NAME(float *y, const float *x, const T *w, int64_t ldw, int64_t n, int64_t k) { \
+        for (int64_t j = 0; j < n; j++) {                                                   \
+            const T *wj = w + j * ldw;                                                      \
+            float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);                     \
+            int64_t p = 0;                                                                  \
+            for (; p + 8 <= k; p += 8) {                                                    \
+                a0 = vfmaq_f32(a0, vld1q_f32(x + p), LOADW(wj + p));                        \
+                a1 = vfmaq_f32(a1, vld1q_f32(x + p + 4), LOADW(wj + p + 4));                \
+            }                                                                               \
+            float s = vaddvq_f32(vaddq_f32(a0, a1));                                        \
+            for (; p < k; p++) s += x[p] * CONV1(wj[p]);                                    \
+            y[j] = s;                                                                       \
+        }                                                                                   \
+    }
+static inline float32x4_t gemv_load_f32(const float *p) { return vld1q_f32(p); }
+static inline float32x4_t gemv_load_bf16(const uint16_t *p) {
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+}
+static inline float32x4_t gemv_load_f16(const uint16_t *p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+static inline float conv_f32(float v) { return v; }
+DEFINE_GEMV(gemv_f32_neon, float, gemv_load_f32, conv_f32)
+DEFINE_GEMV(gemv_bf16_neon, uint16_t, gemv_load_bf16, eng_bf16_to_f32_1)
+DEFINE_GEMV(gemv_f16_neon, uint16_t, gemv_load_f16, eng_f16_to_f32_1)
+
 void eng_kern_gemm_neon(eng_kernels *t) {
+    t->gemv_f32 = gemv_f32_neon;
+    t->gemv_bf16 = gemv_bf16_neon;
+    t->gemv_f16 = gemv_f16_neon;
     t->gemm_mr = MR;
     t->gemm_nr = NR;
     t->gemm_ukr = gemm_ukr_neon;

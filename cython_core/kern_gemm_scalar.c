@@ -56,7 +56,25 @@ static void pack_b_f16_scalar(float *dst, const uint16_t *w, int64_t ldw, int64_
             dst[p * NR + j] = j < n_valid ? eng_f16_to_f32_1(w[j * ldw + p]) : 0.0f;
 }
 
+/* y (n) = W (n, k) . x (k); f32 accumulation in index order */
+#define DEFINE_GEMV(NAME, T, CONV)                                                          \
+    static void NAME(float *y, const float *x, const T *w, int64_t ldw, int64_t n, int64_t k) { \
+        for (int64_t j = 0; j < n; j++) {                                                   \
+            const T *wj = w + j * ldw;                                                      \
+            float acc = 0.0f;                                                               \
+            for (int64_t p = 0; p < k; p++) acc += x[p] * CONV(wj[p]);                      \
+            y[j] = acc;                                                                     \
+        }                                                                                   \
+    }
+static inline float conv_f32(float v) { return v; }
+DEFINE_GEMV(gemv_f32_scalar, float, conv_f32)
+DEFINE_GEMV(gemv_bf16_scalar, uint16_t, eng_bf16_to_f32_1)
+DEFINE_GEMV(gemv_f16_scalar, uint16_t, eng_f16_to_f32_1)
+
 void eng_kern_gemm_scalar(eng_kernels *t) {
+    t->gemv_f32 = gemv_f32_scalar;
+    t->gemv_bf16 = gemv_bf16_scalar;
+    t->gemv_f16 = gemv_f16_scalar;
     t->gemm_mr = MR;
     t->gemm_nr = NR;
     t->gemm_ukr = gemm_ukr_scalar;

@@ -37,6 +37,13 @@ typedef struct eng_kernels {
                         int64_t kc);
     void (*pack_b_f16)(float *dst, const uint16_t *w, int64_t ldw, int64_t n_valid,
                        int64_t kc);
+    /* Matrix-vector products for tiny M (no packing): y[j] = sum_p x[p] * f32(w[j*ldw + p])
+     * for j < n, p < k.  y (n), x (k), w (n rows of ldw elements). */
+    void (*gemv_f32)(float *y, const float *x, const float *w, int64_t ldw, int64_t n, int64_t k);
+    void (*gemv_bf16)(float *y, const float *x, const uint16_t *w, int64_t ldw, int64_t n,
+                      int64_t k);
+    void (*gemv_f16)(float *y, const float *x, const uint16_t *w, int64_t ldw, int64_t n,
+                     int64_t k);
 
     /* ---- row kernels (kern_elem_*.c) --------------------------------------------------- */
     /* y = x / sqrt(mean(x^2) + eps) * w   (w (n) or NULL = 1).  y may equal x (in place). */
