@@ -66,6 +66,13 @@ typedef enum eng_dtype {
     ENG_I32,
     ENG_U8,
     ENG_BOOL,
+    ENG_F64,               /* the remaining safetensors dtypes, so any valid file opens     */
+    ENG_F8_E5M2,           /* OCP FP8 E5M2 (IEEE-like: has inf and NaN)                     */
+    ENG_I16,
+    ENG_I8,
+    ENG_U16,
+    ENG_U32,
+    ENG_U64,
     ENG_DTYPE_COUNT
 } eng_dtype;
 
@@ -183,9 +190,48 @@ eng_status eng_weights_info(const eng_weights *w, int64_t index, eng_tensor_info
 /* ENG_ERR_FORMAT "tensor 'x' not found in '<path>'" when absent. */
 eng_status eng_weights_find(const eng_weights *w, const char *name, eng_tensor_info *out,
                             eng_error *err);
-/* Converts any float dtype (f32/f16/bf16/f8_e4m3) to float32. out_bytes >= numel*4. */
+/* Converts any float dtype (f64/f32/f16/bf16/f8_e4m3/f8_e5m2) to float32; other dtypes are
+ * ENG_ERR_UNSUPPORTED. out_bytes >= numel*4. */
 eng_status eng_weights_read_f32(const eng_weights *w, const char *name, float *out,
                                 size_t out_bytes, eng_error *err);
+
+/* ---- models: a diffusers folder (model_index.json, transformer/, vae/, text_encoder/ ...) */
+typedef struct eng_model eng_model;            /* opaque; owns the components it loads      */
+
+/* Opens a model folder: checks that it is a readable directory and records which component
+ * subfolders exist. Components load on first use (or with eng_model_load_*); a missing one is
+ * an error only when used: "model '<dir>' has no transformer/ folder". The runtime must
+ * outlive the model; calls on one model are serialised by the runtime. */
+eng_status eng_model_open(eng_runtime *rt, const char *dir, eng_model **out, eng_error *err);
+void       eng_model_free(eng_model *m);       /* NULL-safe */
+/* 1 if the component's folder exists ("transformer", "vae", "text_encoder", "tokenizer",
+ * "scheduler"), else 0. */
+int        eng_model_has(const eng_model *m, const char *component);
+
+typedef struct eng_transformer_info {
+    int32_t   n_layers, n_heads, head_dim, dim;      /* dim = n_heads * head_dim            */
+    int32_t   in_channels, out_channels, patch_size; /* packed in = patch^2 * latent ch     */
+    int32_t   joint_dim;                             /* text embedding width               */
+    int32_t   rope_axes[3];                          /* (frame, height, width) head-dim split */
+    eng_dtype weight_dtype;                          /* dtype of the block weights          */
+} eng_transformer_info;
+
+eng_status eng_model_load_transformer(eng_model *m, eng_error *err);
+eng_status eng_transformer_get_info(eng_model *m, eng_transformer_info *out, eng_error *err);
+/* Bytes of activation memory one forward needs for n_img image and n_txt text tokens. */
+eng_status eng_transformer_activation_bytes(eng_model *m, int64_t n_img, int64_t n_txt,
+                                            size_t *out, eng_error *err);
+
+/* One QwenImageTransformer2DModel forward for batch 1 (diffusers semantics):
+ *   latents (n_img, in_channels) packed; n_img = (height/16) * (width/16)
+ *   txt (n_txt, joint_dim) text-encoder embeddings; txt_mask (n_txt) nonzero = real token, or
+ *   NULL (no masking); sigma in [0, 1] (what diffusers passes as `timestep`); height, width in
+ *   pixels (multiples of 16).  out (n_img, patch^2 * out_channels).
+ *   req->cancel is polled before every block (ENG_ERR_CANCELLED within one block). */
+eng_status eng_transformer_forward(eng_model *m, const float *latents, int64_t n_img,
+                                   const float *txt, int64_t n_txt, const uint8_t *txt_mask,
+                                   float sigma, int32_t height, int32_t width, float *out,
+                                   size_t out_bytes, const eng_request *req, eng_error *err);
 
 /* ---- dtype conversion (round-to-nearest-even, NaN/Inf preserved) --------------------- */
 void eng_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);

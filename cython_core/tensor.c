@@ -13,6 +13,9 @@ static const struct {
     [ENG_F32] = {"f32", 4}, [ENG_F16] = {"f16", 2},     [ENG_BF16] = {"bf16", 2},
     [ENG_F8_E4M3] = {"f8_e4m3", 1}, [ENG_I64] = {"i64", 8}, [ENG_I32] = {"i32", 4},
     [ENG_U8] = {"u8", 1},   [ENG_BOOL] = {"bool", 1},
+    [ENG_F64] = {"f64", 8}, [ENG_F8_E5M2] = {"f8_e5m2", 1}, [ENG_I16] = {"i16", 2},
+    [ENG_I8] = {"i8", 1},   [ENG_U16] = {"u16", 2},     [ENG_U32] = {"u32", 4},
+    [ENG_U64] = {"u64", 8},
 };
 
 const char *eng_dtype_name(eng_dtype dt) {
