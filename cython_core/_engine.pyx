@@ -499,3 +499,111 @@ cdef class Weights:
             st = eng_weights_read_f32(self._w, cp, op, nbytes, &err)
         _check(st, &err)
         return out
+
+
+# ---- models ------------------------------------------------------------------------------
+
+cdef class Model:
+    """A diffusers model folder opened on a Runtime; components load on first use."""
+
+    cdef eng_model *_m
+    cdef readonly Runtime runtime
+    cdef readonly str path
+
+    def __cinit__(self, Runtime runtime, path):
+        cdef eng_error err
+        cdef eng_status st
+        self.runtime = runtime
+        self.path = str(path)
+        b = self.path.encode()
+        cdef const char *cp = b
+        _clear(&err)
+        with nogil:
+            st = eng_model_open(runtime._rt, cp, &self._m, &err)
+        _check(st, &err)
+
+    def __dealloc__(self):
+        if self._m != NULL:
+            eng_model_free(self._m)
+            self._m = NULL
+
+    def has(self, component):
+        """True if the component's folder exists (transformer, vae, text_encoder, ...)."""
+        b = str(component).encode()
+        return bool(eng_model_has(self._m, b))
+
+    def load_transformer(self):
+        cdef eng_error err
+        cdef eng_status st
+        _clear(&err)
+        with nogil:
+            st = eng_model_load_transformer(self._m, &err)
+        _check(st, &err)
+
+    def transformer_info(self):
+        cdef eng_transformer_info info
+        cdef eng_error err
+        cdef eng_status st
+        _clear(&err)
+        with nogil:
+            st = eng_transformer_get_info(self._m, &info, &err)
+        _check(st, &err)
+        return {
+            "n_layers": info.n_layers, "n_heads": info.n_heads, "head_dim": info.head_dim,
+            "dim": info.dim, "in_channels": info.in_channels, "out_channels": info.out_channels,
+            "patch_size": info.patch_size, "joint_dim": info.joint_dim,
+            "rope_axes": (info.rope_axes[0], info.rope_axes[1], info.rope_axes[2]),
+            "weight_dtype": eng_dtype_name(info.weight_dtype).decode(),
+        }
+
+    def transformer_activation_bytes(self, int64_t n_img, int64_t n_txt):
+        cdef size_t out = 0
+        cdef eng_error err
+        _clear(&err)
+        _check(eng_transformer_activation_bytes(self._m, n_img, n_txt, &out, &err), &err)
+        return out
+
+    def transformer_forward(self, latents, prompt_embeds, float sigma, int height, int width,
+                            prompt_mask=None, CancelToken cancel=None):
+        """Packed latents (N_img, in_channels) + text (N_txt, joint_dim) -> (N_img, out)."""
+        info = self.transformer_info()
+        _f32("latents", latents, 2)
+        _f32("prompt_embeds", prompt_embeds, 2)
+        if latents.shape[1] != info["in_channels"]:
+            raise _invalid(f"latents must be (N_img, {info['in_channels']}), got {latents.shape}")
+        if prompt_embeds.shape[1] != info["joint_dim"]:
+            raise _invalid(f"prompt_embeds must be (N_txt, {info['joint_dim']}), got {prompt_embeds.shape}")
+        if latents.shape[0] == 0 or prompt_embeds.shape[0] == 0:
+            raise _invalid("latents and prompt_embeds must be non-empty")
+        cdef int64_t n_img = latents.shape[0], n_txt = prompt_embeds.shape[0]
+        cdef const uint8_t[::1] mv
+        cdef const uint8_t *mp = NULL
+        if prompt_mask is not None:
+            _array("prompt_mask", prompt_mask, 1)
+            if prompt_mask.shape[0] != n_txt:
+                raise _invalid(f"prompt_mask has {prompt_mask.shape[0]} entries, expected {n_txt}")
+            if prompt_mask.dtype == np.bool_ or prompt_mask.dtype == np.uint8:
+                mv = prompt_mask.view(np.uint8)
+            elif np.issubdtype(prompt_mask.dtype, np.integer):
+                mv = (prompt_mask != 0).astype(np.uint8)
+            else:
+                raise _invalid(f"prompt_mask must be bool or integer, got {prompt_mask.dtype}")
+            mp = &mv[0]
+        out_dim = info["patch_size"] ** 2 * info["out_channels"]
+        out = np.empty((n_img, out_dim), dtype=np.float32)
+        cdef float[:, ::1] ov = out
+        cdef const float[:, ::1] lv = latents
+        cdef const float[:, ::1] tv = prompt_embeds
+        cdef size_t obytes = out.nbytes
+        cdef eng_request req
+        memset(&req, 0, sizeof(req))
+        if cancel is not None:
+            req.cancel = cancel._c
+        cdef eng_error err
+        cdef eng_status st
+        _clear(&err)
+        with nogil:
+            st = eng_transformer_forward(self._m, &lv[0, 0], n_img, &tv[0, 0], n_txt, mp, sigma,
+                                         height, width, &ov[0, 0], obytes, &req, &err)
+        _check(st, &err)
+        return out

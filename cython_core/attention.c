@@ -22,8 +22,6 @@
 #include <string.h>
 
 #include "ops_cpu.h"
-#include <stdlib.h>
-static int64_t tune(const char*n,int64_t dflt){const char*e=getenv(n);return e?atoll(e):dflt;}
 
 #define ATTN_BR_ELEMS 12288    /* Br * d target: Q panels and O rows of a task ~48 KB each  */
 #define ATTN_BR_MAX 128        /* query rows per task, upper bound                         */
@@ -181,13 +179,6 @@ static void attn_task(void *vctx, int64_t task, int thread) {
         const int64_t n_jp = ceil_div(cols, nr);
 
         /* hot loop 1: S = (scale Q) K^T; the K panel (d, nr) stays in L1 across Q panels */
-        if (getenv("SORD")) {
-            for (int64_t ip = 0; ip < n_ip; ip++)
-        for (int64_t jp = 0; jp < n_jp; jp++) {
-            const float *kpj = kp + (key0 / nr + jp) * d * nr;
-                kt->gemm_ukr(d, qp + ip * d * mr, kpj, nr, s + ip * mr * lds + jp * nr, lds, NULL, 0);
-        }
-        } else
         for (int64_t jp = 0; jp < n_jp; jp++) {
             const float *kpj = kp + (key0 / nr + jp) * d * nr;
             for (int64_t ip = 0; ip < n_ip; ip++)
@@ -209,12 +200,6 @@ static void attn_task(void *vctx, int64_t task, int thread) {
         }
         /* hot loop 2: O += P V over the block's visible keys; the P panel stays in L1 */
         const float *vb = vh + key0 * c->ldv; /* (cols, ldv) */
-        if (getenv("AORD")) {
-        for (int64_t jc = 0; jc < d_pad; jc += nr)
-        for (int64_t ip = 0; ip < n_ip; ip++)
-                kt->gemm_ukr(cols, pp + ip * bc * mr, vb + jc, c->ldv, acc + ip * mr * d_pad + jc,
-                             d_pad, NULL, ENG_UKR_ACCUM);
-        } else
         for (int64_t ip = 0; ip < n_ip; ip++)
             for (int64_t jc = 0; jc < d_pad; jc += nr)
                 kt->gemm_ukr(cols, pp + ip * bc * mr, vb + jc, c->ldv, acc + ip * mr * d_pad + jc,
@@ -236,8 +221,8 @@ static void attn_task(void *vctx, int64_t task, int thread) {
  * query blocks and halved while there are too few tasks for the threads. */
 static void attn_choose_tiles(attn_ctx *c, int n_threads) {
     const int64_t mr = c->mr, nr = c->nr;
-    int64_t br = tune("ABR", ATTN_BR_ELEMS) / c->d;
-    br = br > tune("ABRMAX", ATTN_BR_MAX) ? tune("ABRMAX", ATTN_BR_MAX) : br;
+    int64_t br = ATTN_BR_ELEMS / c->d;
+    br = br > ATTN_BR_MAX ? ATTN_BR_MAX : br;
     br = round_up(br < mr ? mr : br, mr);
     if (br > round_up(c->sq, mr)) br = round_up(c->sq, mr);
     for (;;) {
@@ -248,7 +233,7 @@ static void attn_choose_tiles(attn_ctx *c, int n_threads) {
     }
     c->br = br;
     c->n_qb = ceil_div(c->sq, br);
-    c->bc = round_up(c->sk < tune("ABC", ATTN_BC) ? c->sk : tune("ABC", ATTN_BC), nr);
+    c->bc = round_up(c->sk < ATTN_BC ? c->sk : ATTN_BC, nr);
     c->n_kb = ceil_div(c->sk, c->bc);
     c->lds = c->bc + ATTN_LDS_PAD;
     c->d_pad = round_up(c->d, nr);

@@ -109,3 +109,29 @@ cdef extern from "engine.h" nogil:
     void eng_bf16_to_f32(float *dst, const uint16_t *src, int64_t n)
     void eng_f32_to_f16(uint16_t *dst, const float *src, int64_t n)
     void eng_f16_to_f32(float *dst, const uint16_t *src, int64_t n)
+
+    ctypedef int (*eng_step_fn)(const void *info, void *user) noexcept
+    ctypedef struct eng_request:
+        const eng_cancel *cancel
+        eng_step_fn on_step
+        void *on_step_user
+
+    ctypedef struct eng_model:
+        pass
+    ctypedef struct eng_transformer_info:
+        int32_t n_layers, n_heads, head_dim, dim
+        int32_t in_channels, out_channels, patch_size
+        int32_t joint_dim
+        int32_t rope_axes[3]
+        eng_dtype weight_dtype
+    eng_status eng_model_open(eng_runtime *rt, const char *dir, eng_model **out, eng_error *err)
+    void eng_model_free(eng_model *m)
+    int eng_model_has(const eng_model *m, const char *component)
+    eng_status eng_model_load_transformer(eng_model *m, eng_error *err)
+    eng_status eng_transformer_get_info(eng_model *m, eng_transformer_info *out, eng_error *err)
+    eng_status eng_transformer_activation_bytes(eng_model *m, int64_t n_img, int64_t n_txt,
+                                                size_t *out, eng_error *err)
+    eng_status eng_transformer_forward(eng_model *m, const float *latents, int64_t n_img,
+                                       const float *txt, int64_t n_txt, const uint8_t *txt_mask,
+                                       float sigma, int32_t height, int32_t width, float *out,
+                                       size_t out_bytes, const eng_request *req, eng_error *err)

@@ -118,16 +118,9 @@ eng_status eng_find_weights(const char *dir, const char *const *bases, char *out
 
 /* ---- eng_model ----------------------------------------------------------------------- */
 
-static const char *const component_names[] = {"transformer", "vae", "text_encoder", "tokenizer",
-                                              "scheduler"};
-#define N_COMPONENTS (int)(sizeof component_names / sizeof component_names[0])
-
-struct eng_model {
-    eng_runtime *rt;
-    char dir[ENG_PATH_CAP];
-    bool has[N_COMPONENTS];
-    mmdit_model *mmdit;   /* loaded on first use */
-};
+static const char *const component_names[ENG_N_COMPONENTS] = {"transformer", "vae", "text_encoder",
+                                                              "tokenizer", "scheduler"};
+#define N_COMPONENTS ENG_N_COMPONENTS
 
 eng_status eng_model_open(eng_runtime *rt, const char *dir, eng_model **out, eng_error *err) {
     if (!out) return eng_err_set(err, ENG_ERR_INVALID_ARG, "eng_model_open: out is NULL");
@@ -152,7 +145,19 @@ eng_status eng_model_open(eng_runtime *rt, const char *dir, eng_model **out, eng
 void eng_model_free(eng_model *m) {
     if (!m) return;
     mmdit_free(m->mmdit);
+    for (int i = 0; i < ENG_N_COMPONENTS; i++)
+        if (m->extra_free[i]) m->extra_free[i](m->extra[i]);
     free(m);
+}
+
+eng_status eng_model_component_dir(const eng_model *m, const char *component, char *out,
+                                   size_t cap, eng_error *err) {
+    int i = -1;
+    for (int j = 0; j < N_COMPONENTS; j++)
+        if (strcmp(component, component_names[j]) == 0) i = j;
+    if (i < 0 || !m->has[i])
+        return eng_err_set(err, ENG_ERR_IO, "model '%s' has no %s/ folder", m->dir, component);
+    return eng_join_path(out, cap, m->dir, component, err);
 }
 
 static int component_index(const char *name) {

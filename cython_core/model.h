@@ -8,6 +8,27 @@
 
 #define ENG_PATH_CAP 4096
 
+struct mmdit_model;
+
+/* Component slots: the index order of eng_model.has / extra. */
+enum { ENG_COMP_TRANSFORMER, ENG_COMP_VAE, ENG_COMP_TEXT_ENCODER, ENG_COMP_TOKENIZER,
+       ENG_COMP_SCHEDULER, ENG_N_COMPONENTS };
+
+struct eng_model {
+    eng_runtime *rt;                       /* borrowed; outlives the model */
+    char dir[ENG_PATH_CAP];
+    bool has[ENG_N_COMPONENTS];            /* component folder exists */
+    struct mmdit_model *mmdit;             /* transformer, loaded on first use */
+    /* Other components (vae.c, textenc.c) keep their loaded state here, freed with
+     * extra_free[slot](extra[slot]) by eng_model_free. Loaders run under rt->lock. */
+    void *extra[ENG_N_COMPONENTS];
+    void (*extra_free[ENG_N_COMPONENTS])(void *);
+};
+
+/* <dir>/<component> into out, or ENG_ERR_IO "model '<dir>' has no <component>/ folder". */
+eng_status eng_model_component_dir(const eng_model *m, const char *component, char *out,
+                                   size_t cap, eng_error *err);
+
 /* Reads a whole (small) file: *data is NUL-terminated, free() it. ENG_ERR_IO / ENG_ERR_FORMAT
  * when missing or larger than cap bytes. */
 eng_status eng_read_file(const char *path, size_t cap, char **data, size_t *len, eng_error *err);

@@ -1,0 +1,62 @@
+"""edge_server.load_model: a diffusers-layout Qwen-Image folder on the C engine."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from edge_server import _engine
+
+
+class QwenImageModel:
+    """A loaded model folder. Components load on first use; a missing one fails only when a
+    method needs it, with a message naming the folder."""
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
+                 isa: str | None = None) -> None:
+        self.path = os.fspath(path)
+        self.runtime = _engine.Runtime(isa, threads)
+        self._model = _engine.Model(self.runtime, self.path)
+
+    @property
+    def isa(self) -> str:
+        return str(self.runtime.isa)
+
+    @property
+    def threads(self) -> int:
+        return int(self.runtime.threads)
+
+    def has(self, component: str) -> bool:
+        return bool(self._model.has(component))
+
+    def transformer_info(self) -> dict[str, Any]:
+        return dict(self._model.transformer_info())
+
+    def transformer_activation_bytes(self, n_img: int, n_txt: int) -> int:
+        return int(self._model.transformer_activation_bytes(n_img, n_txt))
+
+    def transformer_forward(
+        self,
+        latents: np.ndarray,
+        prompt_embeds: np.ndarray,
+        sigma: float,
+        height: int,
+        width: int,
+        prompt_mask: np.ndarray | None = None,
+        cancel: _engine.CancelToken | None = None,
+    ) -> np.ndarray:
+        """One transformer forward (batch 1): packed latents float32 [N_img, in_channels],
+        text embeddings float32 [N_txt, joint_dim], sigma in [0, 1] (diffusers' `timestep`),
+        image height/width in pixels -> float32 [N_img, in_channels] (the flow velocity)."""
+        return self._model.transformer_forward(
+            latents, prompt_embeds, float(sigma), int(height), int(width), prompt_mask, cancel
+        )
+
+
+def load_model(
+    path: str | os.PathLike[str], *, threads: int | None = None, isa: str | None = None
+) -> QwenImageModel:
+    """Open a diffusers-layout model folder (transformer/, vae/, text_encoder/, ...)."""
+    return QwenImageModel(path, threads=threads, isa=isa)
