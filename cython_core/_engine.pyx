@@ -607,3 +607,8 @@ cdef class Model:
                                          height, width, &ov[0, 0], obytes, &req, &err)
         _check(st, &err)
         return out
+
+
+# ---- components implemented in their own include files (one concern each) -------------
+include "_vae.pxi"
+include "_textenc.pxi"

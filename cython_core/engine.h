@@ -233,6 +233,41 @@ eng_status eng_transformer_forward(eng_model *m, const float *latents, int64_t n
                                    float sigma, int32_t height, int32_t width, float *out,
                                    size_t out_bytes, const eng_request *req, eng_error *err);
 
+/* ---- VAE decoder (vae.c; AutoencoderKLQwenImage decode path) ------------------------ */
+/* The VAE section is owned by vae.c; see its header comment for tiling and memory. */
+typedef struct eng_vae_options {
+    int32_t tiling;          /* -1: automatic from memory_budget, 0: never, 1: always      */
+    int32_t tile;            /* tile side in latent pixels (0: automatic)                  */
+    int32_t overlap;         /* tile overlap in latent pixels (0: automatic)               */
+    size_t  memory_budget;   /* activation bytes allowed (0: default 1.5 GB)               */
+} eng_vae_options;
+
+eng_vae_options eng_vae_options_default(void);
+eng_status eng_model_load_vae(eng_model *m, eng_error *err);
+/* latents (z_dim, h, w): normalised latents (transformer space, unpacked); the decoder
+ * un-normalises them with latents_mean/std as the pipeline does, decodes one frame and
+ * clamps: rgb (3, 8h, 8w) float32 in [-1, 1]. req->cancel is polled per stage and tile. */
+eng_status eng_vae_decode(eng_model *m, const float *latents, int32_t z_dim, int32_t h,
+                          int32_t w, float *rgb, size_t rgb_bytes, const eng_vae_options *opt,
+                          const eng_request *req, eng_error *err);
+
+/* ---- text encoder (textenc.c; Qwen2.5-VL language model) ----------------------------- */
+typedef struct eng_text_encoder_info {
+    int32_t   hidden, n_layers, n_heads, n_kv_heads, head_dim, intermediate, vocab;
+    float     rms_eps, rope_theta;
+    eng_dtype weight_dtype;
+} eng_text_encoder_info;
+
+eng_status eng_model_load_text_encoder(eng_model *m, eng_error *err);
+eng_status eng_text_encoder_get_info(eng_model *m, eng_text_encoder_info *out, eng_error *err);
+/* ids (n) token ids -> out (n, hidden) = transformers' hidden_states[-1] (after the final
+ * norm) for batch 1, causal attention. req->cancel is polled per layer. */
+eng_status eng_text_encoder_forward(eng_model *m, const int32_t *ids, int64_t n, float *out,
+                                    size_t out_bytes, const eng_request *req, eng_error *err);
+/* Edge memory mode: drop the encoder's resident weight pages (madvise DONTNEED on the
+ * read-only mmap); they are re-read from disk on the next use. */
+eng_status eng_text_encoder_release(eng_model *m, eng_error *err);
+
 /* ---- dtype conversion (round-to-nearest-even, NaN/Inf preserved) --------------------- */
 void eng_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
 void eng_bf16_to_f32(float *dst, const uint16_t *src, int64_t n);

@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 
 from edge_server import _engine
+from edge_server._text_mixin import TextMixin
+from edge_server._vae_mixin import VaeMixin
 
 
-class QwenImageModel:
+class QwenImageModel(VaeMixin, TextMixin):
     """A loaded model folder. Components load on first use; a missing one fails only when a
     method needs it, with a message naming the folder."""
 

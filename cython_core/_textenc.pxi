@@ -1,0 +1,1 @@
+# _textenc.pxi - text encoder bindings (included by _engine.pyx). Placeholder.

@@ -1,0 +1,1 @@
+# _vae.pxi - VAE decode bindings (included by _engine.pyx). Placeholder.
