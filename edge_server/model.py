@@ -16,8 +16,9 @@ class QwenImageModel(VaeMixin, TextMixin):
     """A loaded model folder. Components load on first use; a missing one fails only when a
     method needs it, with a message naming the folder."""
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
-                 isa: str | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, threads: int | None = None, isa: str | None = None
+    ) -> None:
         self.path = os.fspath(path)
         self.runtime = _engine.Runtime(isa, threads)
         self._model = _engine.Model(self.runtime, self.path)
