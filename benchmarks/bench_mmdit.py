@@ -165,7 +165,8 @@ def main() -> int:
         dump_json(rows, meta)
     else:
         print(
-            f"one full-width block, {N_TXT} text tokens, {args.threads} threads, isa={meta['isa']}, "
+            f"one full-width block, {N_TXT} text tokens, {args.threads} threads, "
+            f"isa={meta['isa']}, "
             f"torch {meta['torch']}"
         )
         print_table(

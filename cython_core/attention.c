@@ -182,7 +182,8 @@ static void attn_task(void *vctx, int64_t task, int thread) {
         for (int64_t jp = 0; jp < n_jp; jp++) {
             const float *kpj = kp + (key0 / nr + jp) * d * nr;
             for (int64_t ip = 0; ip < n_ip; ip++)
-                kt->gemm_ukr(d, qp + ip * d * mr, kpj, nr, s + ip * mr * lds + jp * nr, lds, NULL, 0);
+                kt->gemm_ukr(d, qp + ip * d * mr, kpj, nr, s + ip * mr * lds + jp * nr, lds,
+                             NULL, 0);
         }
         attn_mask_tile(c, s, rows, cols, q0, key0, kb);
         kt->attn_softmax_tile(s, lds, rows, cols, m, l, corr);
@@ -285,8 +286,9 @@ eng_status cpu_attention(eng_runtime *rt, float *o, const float *q, const float 
     if (__builtin_mul_overflow((size_t)c.n_kp, (size_t)(c.nr * d), &kp_head) ||
         __builtin_mul_overflow((size_t)sk, (size_t)(c.ldv == d ? 0 : c.d_pad), &vp_head) ||
         __builtin_mul_overflow(kp_head + vp_head, sizeof(float), &head_bytes))
-        return eng_err_set(err, ENG_ERR_OOM, "attention: packed K/V size overflows (sk=%lld d=%lld)",
-                           (long long)sk, (long long)d);
+        return eng_err_set(err, ENG_ERR_OOM,
+                           "attention: packed K/V size overflows (sk=%lld d=%lld)", (long long)sk,
+                           (long long)d);
     int64_t n_kv = (int64_t)(ATTN_PACK_CAP / head_bytes);
     n_kv = n_kv < 1 ? 1 : n_kv > hkv ? hkv : n_kv;
     const size_t mask_floats = key_mask ? align16((size_t)(c.n_kb * c.bc)) : 0;
@@ -296,7 +298,8 @@ eng_status cpu_attention(eng_runtime *rt, float *o, const float *q, const float 
     if (!buf)
         return eng_err_set(err, ENG_ERR_OOM,
                            "attention: cannot allocate %zu bytes for packed K/V (%lld kv heads, "
-                           "sk=%lld, d=%lld)", buf_bytes, (long long)n_kv, (long long)sk, (long long)d);
+                           "sk=%lld, d=%lld)",
+                           buf_bytes, (long long)n_kv, (long long)sk, (long long)d);
     c.kpack = buf;
     c.vpad = vp_head ? buf + (size_t)n_kv * kp_head : NULL;
     if (key_mask) {

@@ -83,7 +83,8 @@ static inline float row_exp_sum_neon(float *row, int64_t cols, float m) {
     if (c < cols) {
         float buf[4] = {-__builtin_inff(), -__builtin_inff(), -__builtin_inff(), -__builtin_inff()};
         for (int64_t i = 0; c + i < cols; i++) buf[i] = row[c + i];
-        float32x4_t p = exp_nonpos_neon(vsubq_f32(vld1q_f32(buf), vm)); /* dead lanes: exp(-inf) = 0 */
+        /* dead lanes: exp(-inf) = 0 */
+        float32x4_t p = exp_nonpos_neon(vsubq_f32(vld1q_f32(buf), vm));
         vst1q_f32(buf, p);
         for (int64_t i = 0; c + i < cols; i++) row[c + i] = buf[i];
         s1 = vaddq_f32(s1, p);

@@ -170,7 +170,7 @@ def test_bad_config_and_weights(tmp_path):
     with pytest.raises(_engine.FormatError, match="more transformer blocks"):
         edge_server.load_model(folder).transformer_info()
     cfgp.write_text("{not json")
-    with pytest.raises(_engine.FormatError, match="config.json"):
+    with pytest.raises(_engine.FormatError, match=r"config\.json"):
         edge_server.load_model(folder).transformer_info()
 
 
