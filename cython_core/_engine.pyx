@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.stddef cimport size_t
 from libc.string cimport memset
 from libc.stdlib cimport malloc, free
@@ -607,6 +607,115 @@ cdef class Model:
                                          height, width, &ov[0, 0], obytes, &req, &err)
         _check(st, &err)
         return out
+
+
+# ---- sampling ----------------------------------------------------------------------------
+
+def randn(seed, shape, offset=0):
+    """Counter-based standard normal noise (Philox4x32-10 + Box-Muller, see engine.h): the same
+    seed gives the same numbers on every ISA, thread count and backend."""
+    if not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise _invalid(f"seed must be an integer in [0, 2^64), got {seed!r}")
+    out = np.empty(shape, dtype=np.float32)
+    cdef float[::1] ov = out.reshape(-1)
+    cdef uint64_t s = seed, off = offset
+    cdef int64_t n = out.size
+    if n:
+        with nogil:
+            eng_randn(s, off, &ov[0], n)
+    return out
+
+
+cdef class _StepState:
+    cdef object callback
+    cdef object exc
+
+
+cdef int _on_step(const eng_step_info *info, void *user) noexcept with gil:
+    cdef _StepState st = <_StepState>user
+    cdef int64_t n
+    try:
+        n = <int64_t>info.latent_c * info.latent_h * info.latent_w
+        x0 = np.asarray(<const float[:n]>info.latent).reshape(
+            info.latent_c, info.latent_h, info.latent_w).copy()   # borrowed -> owned
+        return 1 if st.callback(info.step, info.n_steps, info.sigma, x0) else 0
+    except BaseException as e:  # never unwind through C
+        st.exc = e
+        return 1
+
+
+def _opt_mask(name, mask, n):
+    if mask is None:
+        return None
+    _array(name, mask, 1)
+    if mask.shape[0] != n:
+        raise _invalid(f"{name} has {mask.shape[0]} entries, expected {n}")
+    return np.ascontiguousarray(mask != 0, dtype=np.uint8)
+
+
+def denoise(Model m, latents, txt, sigmas, int height, int width, *, txt_mask=None, neg_txt=None,
+            neg_mask=None, float cfg_scale=1.0, on_step=None, CancelToken cancel=None):
+    """The flow-matching Euler loop in C (engine.h eng_denoise). latents: packed float32
+    (N_img, in_channels) initial noise; sigmas: float32 (steps + 1,). Returns the final packed
+    latents. on_step(step, n_steps, sigma, x0) gets the denoised estimate (C, h, w) after each
+    step; a truthy return stops (Cancelled)."""
+    _f32("latents", latents, 2)
+    _f32("txt", txt, 2)
+    _f32("sigmas", sigmas, 1)
+    if sigmas.shape[0] < 2:
+        raise _invalid("sigmas needs at least 2 values (steps + terminal)")
+    if txt.shape[0] == 0:
+        raise _invalid("txt is empty")
+    x = latents.copy()
+    cdef float[:, ::1] xv = x
+    cdef const float[:, ::1] tv = txt
+    cdef const float[::1] sv = sigmas
+    cdef eng_denoise_params p
+    memset(&p, 0, sizeof(p))
+    p.txt = &tv[0, 0]
+    p.n_txt = txt.shape[0]
+    tm = _opt_mask("txt_mask", txt_mask, txt.shape[0])
+    cdef const uint8_t[::1] tmv
+    if tm is not None:
+        tmv = tm
+        p.txt_mask = &tmv[0]
+    cdef const float[:, ::1] nv
+    cdef const uint8_t[::1] nmv
+    if neg_txt is not None:
+        _f32("neg_txt", neg_txt, 2)
+        if neg_txt.shape[0] == 0 or neg_txt.shape[1] != txt.shape[1]:
+            raise _invalid(f"neg_txt must be (N_neg, {txt.shape[1]}), got {neg_txt.shape}")
+        nv = neg_txt
+        p.neg_txt = &nv[0, 0]
+        p.n_neg = neg_txt.shape[0]
+        nm = _opt_mask("neg_mask", neg_mask, neg_txt.shape[0])
+        if nm is not None:
+            nmv = nm
+            p.neg_mask = &nmv[0]
+    p.cfg_scale = cfg_scale
+    p.sigmas = &sv[0]
+    p.n_steps = sigmas.shape[0] - 1
+    p.height = height
+    p.width = width
+    cdef eng_request req
+    memset(&req, 0, sizeof(req))
+    cdef _StepState state = _StepState()
+    if on_step is not None:
+        state.callback = on_step
+        req.on_step = _on_step
+        req.on_step_user = <void *>state
+    if cancel is not None:
+        req.cancel = cancel._c
+    cdef size_t nbytes = x.nbytes
+    cdef eng_error err
+    cdef eng_status st
+    _clear(&err)
+    with nogil:
+        st = eng_denoise(m._m, &p, &xv[0, 0], nbytes, &req, &err)
+    if state.exc is not None:
+        raise state.exc
+    _check(st, &err)
+    return x
 
 
 # ---- components implemented in their own include files (one concern each) -------------

@@ -1,5 +1,5 @@
 # cengine.pxd - extern declarations of engine.h, one-to-one; no logic.
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 cdef extern from "engine.h" nogil:
     enum: ENG_MAX_DIMS
@@ -110,7 +110,13 @@ cdef extern from "engine.h" nogil:
     void eng_f32_to_f16(uint16_t *dst, const float *src, int64_t n)
     void eng_f16_to_f32(float *dst, const uint16_t *src, int64_t n)
 
-    ctypedef int (*eng_step_fn)(const void *info, void *user) noexcept
+    ctypedef struct eng_step_info:
+        int32_t step
+        int32_t n_steps
+        float sigma
+        const float *latent
+        int32_t latent_c, latent_h, latent_w
+    ctypedef int (*eng_step_fn)(const eng_step_info *info, void *user) noexcept
     ctypedef struct eng_request:
         const eng_cancel *cancel
         eng_step_fn on_step
@@ -135,3 +141,18 @@ cdef extern from "engine.h" nogil:
                                        const float *txt, int64_t n_txt, const uint8_t *txt_mask,
                                        float sigma, int32_t height, int32_t width, float *out,
                                        size_t out_bytes, const eng_request *req, eng_error *err)
+
+    void eng_randn(uint64_t seed, uint64_t offset, float *out, int64_t n)
+    ctypedef struct eng_denoise_params:
+        const float *txt
+        int64_t n_txt
+        const uint8_t *txt_mask
+        const float *neg_txt
+        int64_t n_neg
+        const uint8_t *neg_mask
+        float cfg_scale
+        const float *sigmas
+        int32_t n_steps
+        int32_t height, width
+    eng_status eng_denoise(eng_model *m, const eng_denoise_params *p, float *latents,
+                           size_t latents_bytes, const eng_request *req, eng_error *err)

@@ -233,6 +233,39 @@ eng_status eng_transformer_forward(eng_model *m, const float *latents, int64_t n
                                    float sigma, int32_t height, int32_t width, float *out,
                                    size_t out_bytes, const eng_request *req, eng_error *err);
 
+/* ---- sampling (sampler.c): noise and the flow-matching denoising loop ---------------- */
+
+/* Counter-based Gaussian noise, identical on every ISA, thread count and backend:
+ * out[i] for i in [offset, offset + n) of the stream for `seed`. Philox4x32-10 (Salmon et al.
+ * 2011) with key = (seed low 32 bits, seed high 32 bits) and counter = (block low, block high,
+ * 0, 0) for block = i / 4 gives 4 uint32 u0..u3; uniforms a = (u + 0.5) / 2^32 in (0, 1);
+ * Box-Muller in double: r = sqrt(-2 ln a0), out = r cos(2 pi a1), r sin(2 pi a1) for lanes 0, 1
+ * and the same with (a2, a3) for lanes 2, 3; rounded to float32. */
+void eng_randn(uint64_t seed, uint64_t offset, float *out, int64_t n);
+
+typedef struct eng_denoise_params {
+    const float   *txt;         /* (n_txt, joint_dim) prompt embeddings                    */
+    int64_t        n_txt;
+    const uint8_t *txt_mask;    /* (n_txt) | NULL                                          */
+    const float   *neg_txt;     /* (n_neg, joint_dim) negative prompt, or NULL: no CFG     */
+    int64_t        n_neg;
+    const uint8_t *neg_mask;    /* (n_neg) | NULL                                          */
+    float          cfg_scale;   /* true CFG when > 1 and neg_txt is given                  */
+    const float   *sigmas;      /* (n_steps + 1): FlowMatchEuler sigmas, last = terminal   */
+    int32_t        n_steps;
+    int32_t        height, width; /* pixels, multiples of 16                               */
+} eng_denoise_params;
+
+/* The denoising loop in C (diffusers QwenImagePipeline semantics, fp32): for each step i,
+ * t = sigma_i * 1000, v = transformer(latents, t / 1000) (and with CFG
+ * v = comb * |v_cond| / |comb|, comb = v_neg + s (v_cond - v_neg), norms per token), then
+ * x0 = latents - sigma_i v is handed to req->on_step unpacked as (c, h, w), and
+ * latents += (sigma_{i+1} - sigma_i) v.
+ *   latents (n_img, in_channels) packed: the initial noise in, the final latents out.
+ * Cancel is polled before every transformer block; a callback returning nonzero stops. */
+eng_status eng_denoise(eng_model *m, const eng_denoise_params *p, float *latents,
+                       size_t latents_bytes, const eng_request *req, eng_error *err);
+
 /* ---- VAE decoder (vae.c; AutoencoderKLQwenImage decode path) ------------------------ */
 /* The VAE section is owned by vae.c; see its header comment for tiling and memory. */
 typedef struct eng_vae_options {
@@ -252,20 +285,30 @@ eng_status eng_vae_decode(eng_model *m, const float *latents, int32_t z_dim, int
                           const eng_request *req, eng_error *err);
 
 /* ---- text encoder (textenc.c; Qwen2.5-VL language model) ----------------------------- */
+/* text_encoder/config.json: flat keys or transformers 5's "text_config" nesting; weights
+ * model.safetensors[.index.json] named model.* (as Qwen-Image ships) or
+ * model.language_model.* (transformers 5); visual.* and lm_head are never read. */
 typedef struct eng_text_encoder_info {
     int32_t   hidden, n_layers, n_heads, n_kv_heads, head_dim, intermediate, vocab;
     float     rms_eps, rope_theta;
-    eng_dtype weight_dtype;
+    eng_dtype weight_dtype;                    /* dtype of the layer weights               */
+    eng_dtype embed_dtype;                     /* dtype of embed_tokens                    */
+    int32_t   max_tokens;                      /* longest input accepted (max positions)   */
 } eng_text_encoder_info;
 
 eng_status eng_model_load_text_encoder(eng_model *m, eng_error *err);
 eng_status eng_text_encoder_get_info(eng_model *m, eng_text_encoder_info *out, eng_error *err);
-/* ids (n) token ids -> out (n, hidden) = transformers' hidden_states[-1] (after the final
- * norm) for batch 1, causal attention. req->cancel is polled per layer. */
+/* Bytes of activation memory one forward of n tokens allocates (besides the output). */
+eng_status eng_text_encoder_activation_bytes(eng_model *m, int64_t n, size_t *out,
+                                             eng_error *err);
+/* ids (n) token ids in [0, vocab) -> out (n, hidden) float32 = transformers' hidden_states[-1]
+ * (after the final norm) for batch 1, causal attention, positions 0..n-1.
+ * req->cancel (req may be NULL) is polled before every layer. */
 eng_status eng_text_encoder_forward(eng_model *m, const int32_t *ids, int64_t n, float *out,
                                     size_t out_bytes, const eng_request *req, eng_error *err);
 /* Edge memory mode: drop the encoder's resident weight pages (madvise DONTNEED on the
- * read-only mmap); they are re-read from disk on the next use. */
+ * read-only mmap); they are re-read from the page cache or disk on the next use. A no-op
+ * when the encoder is not loaded. */
 eng_status eng_text_encoder_release(eng_model *m, eng_error *err);
 
 /* ---- dtype conversion (round-to-nearest-even, NaN/Inf preserved) --------------------- */

@@ -7,6 +7,7 @@
 #include "dtype.h"
 #include "test_util.h"
 #include "threadpool.h"
+#include "sampler.h"
 
 /* f16 -> f32 -> f16 is the identity for every non-NaN bit pattern; bf16 likewise. */
 static void test_half_roundtrip_exhaustive(void) {
@@ -194,7 +195,36 @@ static void test_errors(void) {
     CHECK(strcmp(eng_status_name((eng_status)99), "ENG_ERR_UNKNOWN") == 0, "unknown status");
 }
 
+/* Random123 known-answer vectors for Philox4x32-10, and eng_randn's stream properties. */
+static void test_philox_and_randn(void) {
+    const uint32_t c0[4] = {0, 0, 0, 0}, k0[2] = {0, 0};
+    const uint32_t c1[4] = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, k1[2] = {0xffffffffu, 0xffffffffu};
+    const uint32_t c2[4] = {0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, k2[2] = {0xa4093822u, 0x299f31d0u};
+    uint32_t o[4];
+    eng_philox4x32_10(c0, k0, o);
+    CHECK(o[0] == 0x6627e8d5u && o[1] == 0xe169c58du && o[2] == 0xbc57ac4cu && o[3] == 0x9b00dbd8u, "KAT zero");
+    eng_philox4x32_10(c1, k1, o);
+    CHECK(o[0] == 0x408f276du && o[1] == 0x41c83b0eu && o[2] == 0xa20bc7c6u && o[3] == 0x6d5451fdu, "KAT ones");
+    eng_philox4x32_10(c2, k2, o);
+    CHECK(o[0] == 0xd16cfe09u && o[1] == 0x94fdccebu && o[2] == 0x5001e420u && o[3] == 0x24126ea1u, "KAT pi");
+    /* any offset/length split gives the same stream */
+    float a[103], b[103];
+    eng_randn(12345, 0, a, 103);
+    eng_randn(12345, 0, b, 5);
+    eng_randn(12345, 5, b + 5, 98);
+    CHECK(memcmp(a, b, sizeof a) == 0, "stream is split-invariant");
+    eng_randn(12346, 0, b, 103);
+    CHECK(memcmp(a, b, sizeof a) != 0, "seeds differ");
+    double s = 0, s2 = 0;
+    static float big[1 << 16];
+    eng_randn(7, 0, big, 1 << 16);
+    for (int i = 0; i < (1 << 16); i++) s += big[i], s2 += (double)big[i] * big[i];
+    s /= 1 << 16, s2 /= 1 << 16;
+    CHECK(fabs(s) < 0.02 && fabs(s2 - 1.0) < 0.03, "mean %.4f var %.4f", s, s2);
+}
+
 int main(void) {
+    RUN(test_philox_and_randn);
     RUN(test_half_roundtrip_exhaustive);
     RUN(test_rounding);
     RUN(test_arena);

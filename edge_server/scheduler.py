@@ -1,0 +1,157 @@
+"""FlowMatchEulerDiscreteScheduler sigmas, as diffusers computes them for QwenImagePipeline
+(fp32 arithmetic, numpy semantics), plus the Qwen-Image-Lightning preset.
+
+The denoising loop itself runs in C (`_engine.denoise`); this module only produces the sigma
+schedule (steps + 1 values, the last one terminal) from a `scheduler_config.json`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+# What diffusers' pipeline falls back to when the config lacks a key (calculate_shift defaults).
+_PIPELINE_DEFAULTS = {
+    "base_image_seq_len": 256,
+    "max_image_seq_len": 4096,
+    "base_shift": 0.5,
+    "max_shift": 1.15,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """The FlowMatchEulerDiscreteScheduler keys that matter for Qwen-Image."""
+
+    num_train_timesteps: int = 1000
+    shift: float = 1.0
+    use_dynamic_shifting: bool = False
+    base_shift: float | None = None
+    max_shift: float | None = None
+    base_image_seq_len: int | None = None
+    max_image_seq_len: int | None = None
+    shift_terminal: float | None = None
+    time_shift_type: str = "exponential"
+    invert_sigmas: bool = False
+    stochastic_sampling: bool = False
+    use_karras_sigmas: bool = False
+    use_exponential_sigmas: bool = False
+    use_beta_sigmas: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SchedulerConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        kw = {k: v for k, v in d.items() if k in known}
+        cfg = cls(**kw)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> SchedulerConfig:
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    def validate(self) -> None:
+        if self.time_shift_type not in ("exponential", "linear"):
+            raise ValueError(
+                f"scheduler: time_shift_type {self.time_shift_type!r} is not supported"
+            )
+        for flag in (
+            "invert_sigmas",
+            "stochastic_sampling",
+            "use_karras_sigmas",
+            "use_exponential_sigmas",
+            "use_beta_sigmas",
+        ):
+            if getattr(self, flag):
+                raise ValueError(f"scheduler: {flag}=true is not supported by qwen-edge")
+        if self.num_train_timesteps <= 0:
+            raise ValueError("scheduler: num_train_timesteps must be positive")
+
+    def get(self, key: str) -> Any:
+        v = getattr(self, key)
+        return _PIPELINE_DEFAULTS[key] if v is None else v
+
+
+# ModelTC/Qwen-Image-Lightning generate_with_diffusers.py: "We use shift=3 in distillation".
+LIGHTNING = SchedulerConfig(
+    num_train_timesteps=1000,
+    shift=1.0,
+    use_dynamic_shifting=True,
+    base_shift=math.log(3),
+    max_shift=math.log(3),
+    base_image_seq_len=256,
+    max_image_seq_len=8192,
+    shift_terminal=None,
+    time_shift_type="exponential",
+)
+
+
+def lightning(base: SchedulerConfig | None = None) -> SchedulerConfig:
+    """The Lightning preset (mu = ln 3 at every resolution)."""
+    return (
+        LIGHTNING
+        if base is None
+        else replace(
+            base,
+            **{
+                k: getattr(LIGHTNING, k)
+                for k in (
+                    "shift",
+                    "use_dynamic_shifting",
+                    "base_shift",
+                    "max_shift",
+                    "base_image_seq_len",
+                    "max_image_seq_len",
+                    "shift_terminal",
+                    "time_shift_type",
+                )
+            },
+        )
+    )
+
+
+def calculate_shift(
+    image_seq_len: int, base_seq_len: int, max_seq_len: int, base_shift: float, max_shift: float
+) -> float:
+    m = (max_shift - base_shift) / (max_seq_len - base_seq_len)
+    b = base_shift - m * base_seq_len
+    return image_seq_len * m + b
+
+
+def sigmas_for(cfg: SchedulerConfig, steps: int, image_seq_len: int) -> np.ndarray:
+    """float32 (steps + 1,): QwenImagePipeline's `np.linspace(1, 1/steps, steps)` through
+    `scheduler.set_timesteps(sigmas=..., mu=calculate_shift(...))`, terminal 0 appended."""
+    if not 1 <= steps <= 1000:
+        raise ValueError(f"steps must be in [1, 1000], got {steps}")
+    s = np.linspace(1.0, 1.0 / steps, steps).astype(np.float32)
+    if cfg.use_dynamic_shifting:
+        mu = calculate_shift(
+            image_seq_len,
+            cfg.get("base_image_seq_len"),
+            cfg.get("max_image_seq_len"),
+            cfg.get("base_shift"),
+            cfg.get("max_shift"),
+        )
+        # numpy float32 arrays with python-float operands stay float32 (NEP 50), as in diffusers
+        if cfg.time_shift_type == "exponential":
+            s = math.exp(mu) / (math.exp(mu) + (1 / s - 1) ** 1.0)
+        else:
+            s = mu / (mu + (1 / s - 1) ** 1.0)
+    else:
+        s = cfg.shift * s / (1 + (cfg.shift - 1) * s)
+    if cfg.shift_terminal:
+        one_minus = 1 - s
+        scale = one_minus[-1] / (1 - cfg.shift_terminal)
+        s = 1 - (one_minus / scale)
+    s = np.asarray(s, dtype=np.float32)
+    return np.concatenate([s, np.zeros(1, np.float32)])
+
+
+def timesteps_for(sigmas: np.ndarray, cfg: SchedulerConfig) -> np.ndarray:
+    """The scheduler's timesteps (sigma * num_train_timesteps, fp32), without the terminal."""
+    return (sigmas[:-1] * np.float32(cfg.num_train_timesteps)).astype(np.float32)
