@@ -6,10 +6,10 @@
  * [-ln2/2, ln2/2], e^r by a degree-6 polynomial (least-squares fit on Chebyshev nodes, 0.6 ulp
  * in f32 with FMA), times 2^n by scalef; x < ln(FLT_MIN), -inf included, gives exactly 0 (so
  * no denormal p reaches the P V product). About 1 ulp on [-87.3, 0]; NaN stays NaN. */
-#include "kernels.h"
-
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include "kernels.h"
 
 #define ATTN_LOG2E 1.44269504088896341f
 #define ATTN_LN2_HI 0.693359375f /* ln 2 = HI + LO (Cephes split; n HI is exact) */
@@ -114,4 +114,4 @@ static void attn_softmax_tile_avx512(float *s, int64_t ld, int64_t rows, int64_t
 }
 
 void eng_kern_attn_avx512(eng_kernels *t) { t->attn_softmax_tile = attn_softmax_tile_avx512; }
-#endif
+#endif /* __x86_64__ */

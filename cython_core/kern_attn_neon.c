@@ -4,10 +4,10 @@
  * as kern_attn_scalar.c. exp only ever sees x = s - max <= 0 (or -inf): the short Cephes form
  * kern_attn_avx512.c describes, with 2^n built in the exponent bits; x < ln(FLT_MIN), -inf
  * included, gives exactly 0. About 1 ulp on [-87.3, 0]; NaN stays NaN. */
-#include "kernels.h"
-
 #if defined(__aarch64__)
 #include <arm_neon.h>
+
+#include "kernels.h"
 
 #define ATTN_LOG2E 1.44269504088896341f
 #define ATTN_LN2_HI 0.693359375f /* ln 2 = HI + LO (Cephes split; n HI is exact) */
@@ -115,4 +115,4 @@ static void attn_softmax_tile_neon(float *s, int64_t ld, int64_t rows, int64_t c
 }
 
 void eng_kern_attn_neon(eng_kernels *t) { t->attn_softmax_tile = attn_softmax_tile_neon; }
-#endif
+#endif /* __aarch64__ */
