@@ -503,12 +503,23 @@ cdef class Weights:
 
 # ---- models ------------------------------------------------------------------------------
 
+cdef int _on_progress(const char *stage, int64_t done, int64_t total, void *user) noexcept with gil:
+    cdef Model m = <Model>user
+    try:
+        return 1 if m._progress(stage.decode(), done, total) else 0
+    except BaseException as e:  # never unwind through C
+        m._progress_exc = e
+        return 1
+
+
 cdef class Model:
     """A diffusers model folder opened on a Runtime; components load on first use."""
 
     cdef eng_model *_m
     cdef readonly Runtime runtime
     cdef readonly str path
+    cdef object _progress
+    cdef object _progress_exc
 
     def __cinit__(self, Runtime runtime, path):
         cdef eng_error err
@@ -527,6 +538,26 @@ cdef class Model:
             eng_model_free(self._m)
             self._m = NULL
 
+    def set_lora(self, path, float scale=1.0):
+        """Merge this LoRA into the transformer when it loads (call before first use)."""
+        cdef eng_error err
+        _clear(&err)
+        b = str(path).encode()
+        _check(eng_model_set_lora(self._m, b, scale, &err), &err)
+
+    def set_progress(self, callback):
+        """callback(stage, done, total) during component loads; a truthy return aborts."""
+        self._progress = callback
+        if callback is None:
+            eng_model_set_progress(self._m, NULL, NULL)
+        else:
+            eng_model_set_progress(self._m, _on_progress, <void *>self)
+
+    def _raise_progress_exc(self):
+        exc, self._progress_exc = self._progress_exc, None
+        if exc is not None:
+            raise exc
+
     def has(self, component):
         """True if the component's folder exists (transformer, vae, text_encoder, ...)."""
         b = str(component).encode()
@@ -538,6 +569,7 @@ cdef class Model:
         _clear(&err)
         with nogil:
             st = eng_model_load_transformer(self._m, &err)
+        self._raise_progress_exc()
         _check(st, &err)
 
     def transformer_info(self):

@@ -156,3 +156,7 @@ cdef extern from "engine.h" nogil:
         int32_t height, width
     eng_status eng_denoise(eng_model *m, const eng_denoise_params *p, float *latents,
                            size_t latents_bytes, const eng_request *req, eng_error *err)
+
+    ctypedef int (*eng_progress_fn)(const char *stage, int64_t done, int64_t total, void *user) noexcept
+    void eng_model_set_progress(eng_model *m, eng_progress_fn fn, void *user)
+    eng_status eng_model_set_lora(eng_model *m, const char *path, float scale, eng_error *err)

@@ -216,6 +216,19 @@ typedef struct eng_transformer_info {
     eng_dtype weight_dtype;                          /* dtype of the block weights          */
 } eng_transformer_info;
 
+/* Loading progress: stage ("transformer", "lora"), units done of total; nonzero = abort
+ * (the load then fails with ENG_ERR_CANCELLED). Called on the loading thread. */
+typedef int (*eng_progress_fn)(const char *stage, int64_t done, int64_t total, void *user);
+void eng_model_set_progress(eng_model *m, eng_progress_fn fn, void *user);
+
+/* A LoRA to merge into the transformer when it loads (before its first use): a safetensors
+ * file with `<module>.lora_down.weight` (r, in), `.lora_up.weight` (out, r), optional `.alpha`
+ * (scalar; default r), an optional `diffusion_model.` or `transformer.` prefix, or the
+ * `lora_A` / `lora_B` naming. W += scale * (alpha / r) * up @ down is computed in f32 and stored
+ * back in W's dtype, for the affected tensors only; the rest stays mmapped. Unknown, missing
+ * or mis-shaped keys give one ENG_ERR_FORMAT listing them. */
+eng_status eng_model_set_lora(eng_model *m, const char *path, float scale, eng_error *err);
+
 eng_status eng_model_load_transformer(eng_model *m, eng_error *err);
 eng_status eng_transformer_get_info(eng_model *m, eng_transformer_info *out, eng_error *err);
 /* Bytes of activation memory one forward needs for n_img image and n_txt text tokens. */
@@ -267,7 +280,8 @@ eng_status eng_denoise(eng_model *m, const eng_denoise_params *p, float *latents
                        size_t latents_bytes, const eng_request *req, eng_error *err);
 
 /* ---- VAE decoder (vae.c; AutoencoderKLQwenImage decode path) ------------------------ */
-/* The VAE section is owned by vae.c; see its header comment for tiling and memory. */
+/* The VAE section is owned by vae.c; vae_tile.c's header comment documents tiling and the
+ * activation-memory formula. */
 typedef struct eng_vae_options {
     int32_t tiling;          /* -1: automatic from memory_budget, 0: never, 1: always      */
     int32_t tile;            /* tile side in latent pixels (0: automatic)                  */
@@ -277,9 +291,32 @@ typedef struct eng_vae_options {
 
 eng_vae_options eng_vae_options_default(void);
 eng_status eng_model_load_vae(eng_model *m, eng_error *err);
+
+typedef struct eng_vae_info {
+    int32_t   z_dim;          /* latent channels (16)                                      */
+    int32_t   scale;          /* output pixels per latent pixel, 2^(len(dim_mult)-1) (8)   */
+    int32_t   out_channels;   /* image channels (3)                                        */
+    int32_t   base_dim, n_levels, n_res_blocks;
+    int32_t   dim_mult[8];    /* n_levels entries                                          */
+    int32_t   halo;           /* latent pixels a tile needs beyond its core (exact tiles)  */
+    eng_dtype weight_dtype;   /* dtype of the decoder weights in the file                  */
+    size_t    weight_bytes;   /* packed f32 decoder weights held in memory                 */
+} eng_vae_info;
+eng_status eng_vae_get_info(eng_model *m, eng_vae_info *out, eng_error *err);
+
+/* What eng_vae_decode would do for an h x w latent under opt (NULL: defaults). */
+typedef struct eng_vae_plan {
+    int32_t tiled;            /* 0 or 1                                                    */
+    int32_t tile, overlap;    /* latent pixels: tile window side, overlap of neighbours    */
+    int32_t n_tiles_y, n_tiles_x;
+    size_t  activation_bytes; /* peak activation memory of the decode (see vae_tile.c)     */
+} eng_vae_plan;
+eng_status eng_vae_plan_decode(eng_model *m, int32_t h, int32_t w, const eng_vae_options *opt,
+                               eng_vae_plan *out, eng_error *err);
 /* latents (z_dim, h, w): normalised latents (transformer space, unpacked); the decoder
  * un-normalises them with latents_mean/std as the pipeline does, decodes one frame and
- * clamps: rgb (3, 8h, 8w) float32 in [-1, 1]. req->cancel is polled per stage and tile. */
+ * clamps: rgb (3, 8h, 8w) float32 in [-1, 1] (generally (out_channels, scale*h, scale*w)).
+ * req->cancel is polled per stage and tile. */
 eng_status eng_vae_decode(eng_model *m, const float *latents, int32_t z_dim, int32_t h,
                           int32_t w, float *rgb, size_t rgb_bytes, const eng_vae_options *opt,
                           const eng_request *req, eng_error *err);

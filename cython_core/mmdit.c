@@ -6,6 +6,7 @@
  * The joint sequence keeps text rows first (as diffusers concatenates for attention), so one
  * (S, dim) residual buffer H holds both streams: rows [0, n_txt) text, [n_txt, S) image. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,7 +184,8 @@ static eng_status load_block(loader *ld, const mmdit_config *c, int i, mmdit_blo
     return ENG_OK;
 }
 
-eng_status mmdit_load(const char *dir, mmdit_model **out, eng_error *err) {
+eng_status mmdit_load(const char *dir, const mmdit_progress *progress, mmdit_model **out,
+                      eng_error *err) {
     *out = NULL;
     mmdit_model *m = calloc(1, sizeof *m);
     if (!m) return eng_err_set(err, ENG_ERR_OOM, "transformer: out of memory");
@@ -215,8 +217,13 @@ eng_status mmdit_load(const char *dir, mmdit_model **out, eng_error *err) {
         (st = load_linear(&ld, "norm_out.linear", 2 * D, D, &m->norm_out)) ||
         (st = load_linear(&ld, "proj_out", P, D, &m->proj_out)))
         goto fail;
-    for (int i = 0; i < c->n_layers; i++)
+    for (int i = 0; i < c->n_layers; i++) {
         if ((st = load_block(&ld, c, i, &m->blocks[i]))) goto fail;
+        if (progress && progress->fn && progress->fn("transformer", i + 1, c->n_layers, progress->user)) {
+            st = eng_err_set(err, ENG_ERR_CANCELLED, "loading aborted by the progress callback");
+            goto fail;
+        }
+    }
     /* a checkpoint with more blocks than config.json says is a mismatch, not a silent trim */
     char extra[64];
     snprintf(extra, sizeof extra, "transformer_blocks.%d.attn.to_q.weight", c->n_layers);
@@ -235,10 +242,56 @@ fail:
 
 void mmdit_free(mmdit_model *m) {
     if (!m) return;
+    for (int32_t i = 0; i < m->n_merged; i++) eng_free(m->merged[i]);
+    free(m->merged);
     eng_weights_free(m->weights);
     eng_free(m->owned);
     free(m->blocks);
     free(m);
+}
+
+mmdit_linear *mmdit_find_linear(mmdit_model *m, const char *module) {
+    static const struct {
+        const char *name;
+        size_t offset;
+    } top[] = {
+        {"img_in", offsetof(mmdit_model, img_in)},
+        {"txt_in", offsetof(mmdit_model, txt_in)},
+        {"time_text_embed.timestep_embedder.linear_1", offsetof(mmdit_model, t_lin1)},
+        {"time_text_embed.timestep_embedder.linear_2", offsetof(mmdit_model, t_lin2)},
+        {"norm_out.linear", offsetof(mmdit_model, norm_out)},
+        {"proj_out", offsetof(mmdit_model, proj_out)},
+    };
+    static const struct {
+        const char *name;
+        size_t offset;
+    } blk[] = {
+        {"img_mod.1", offsetof(mmdit_block, img_mod)},
+        {"txt_mod.1", offsetof(mmdit_block, txt_mod)},
+        {"attn.to_q", offsetof(mmdit_block, to_q)},
+        {"attn.to_k", offsetof(mmdit_block, to_k)},
+        {"attn.to_v", offsetof(mmdit_block, to_v)},
+        {"attn.to_out.0", offsetof(mmdit_block, to_out)},
+        {"attn.add_q_proj", offsetof(mmdit_block, add_q)},
+        {"attn.add_k_proj", offsetof(mmdit_block, add_k)},
+        {"attn.add_v_proj", offsetof(mmdit_block, add_v)},
+        {"attn.to_add_out", offsetof(mmdit_block, add_out)},
+        {"img_mlp.net.0.proj", offsetof(mmdit_block, img_fc1)},
+        {"img_mlp.net.2", offsetof(mmdit_block, img_fc2)},
+        {"txt_mlp.net.0.proj", offsetof(mmdit_block, txt_fc1)},
+        {"txt_mlp.net.2", offsetof(mmdit_block, txt_fc2)},
+    };
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+        if (strcmp(module, top[i].name) == 0) return (mmdit_linear *)((char *)m + top[i].offset);
+    const char *pre = "transformer_blocks.";
+    if (strncmp(module, pre, strlen(pre)) != 0) return NULL;
+    const char *p = module + strlen(pre);
+    char *end = NULL;
+    long b = strtol(p, &end, 10);
+    if (end == p || *end != '.' || b < 0 || b >= m->cfg.n_layers || (p[0] == '0' && end - p > 1)) return NULL;
+    for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++)
+        if (strcmp(end + 1, blk[i].name) == 0) return (mmdit_linear *)((char *)&m->blocks[b] + blk[i].offset);
+    return NULL;
 }
 
 /* ---- forward ------------------------------------------------------------------------- */

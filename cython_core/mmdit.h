@@ -47,10 +47,23 @@ typedef struct mmdit_model {
     const float *txt_norm;   /* (joint_dim) */
     mmdit_block *blocks;     /* [n_layers] */
     float *owned;            /* all f32 biases and norm weights, one allocation */
+    void **merged;           /* LoRA-merged weight copies (lora.c), freed with the model */
+    int32_t n_merged;
 } mmdit_model;
 
+typedef struct mmdit_progress {
+    eng_progress_fn fn;
+    void *user;
+} mmdit_progress;
+
 /* dir: the transformer/ folder (config.json + weights). */
-eng_status mmdit_load(const char *dir, mmdit_model **out, eng_error *err);
+eng_status mmdit_load(const char *dir, const mmdit_progress *progress, mmdit_model **out,
+                      eng_error *err);
+/* The linear whose weight is `<module>.weight` (e.g. "transformer_blocks.3.attn.to_q"), or NULL. */
+mmdit_linear *mmdit_find_linear(mmdit_model *m, const char *module);
+/* lora.c: merge a LoRA file into the loaded model (see eng_model_set_lora). */
+eng_status lora_apply(eng_runtime *rt, mmdit_model *m, const char *path, float scale,
+                      const mmdit_progress *progress, eng_error *err);
 void mmdit_free(mmdit_model *m);
 size_t mmdit_activation_bytes(const mmdit_config *c, int64_t n_img, int64_t n_txt);
 

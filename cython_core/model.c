@@ -145,6 +145,7 @@ eng_status eng_model_open(eng_runtime *rt, const char *dir, eng_model **out, eng
 void eng_model_free(eng_model *m) {
     if (!m) return;
     mmdit_free(m->mmdit);
+    free(m->lora_path);
     for (int i = 0; i < ENG_N_COMPONENTS; i++)
         if (m->extra_free[i]) m->extra_free[i](m->extra[i]);
     free(m);
@@ -180,9 +181,37 @@ eng_status eng_model_load_transformer(eng_model *m, eng_error *err) {
     eng_status st = eng_join_path(p, sizeof p, m->dir, "transformer", err);
     if (st != ENG_OK) return st;
     pthread_mutex_lock(&m->rt->lock);
-    st = m->mmdit ? ENG_OK : mmdit_load(p, &m->mmdit, err);
+    mmdit_progress prog = {m->progress, m->progress_user};
+    if (!m->mmdit) {
+        mmdit_model *mm = NULL;
+        st = mmdit_load(p, &prog, &mm, err);
+        if (st == ENG_OK && m->lora_path) st = lora_apply(m->rt, mm, m->lora_path, m->lora_scale, &prog, err);
+        if (st == ENG_OK) m->mmdit = mm;
+        else mmdit_free(mm);
+    }
     pthread_mutex_unlock(&m->rt->lock);
     return st;
+}
+
+void eng_model_set_progress(eng_model *m, eng_progress_fn fn, void *user) {
+    if (!m) return;
+    m->progress = fn;
+    m->progress_user = user;
+}
+
+eng_status eng_model_set_lora(eng_model *m, const char *path, float scale, eng_error *err) {
+    if (!m || !path) return eng_err_set(err, ENG_ERR_INVALID_ARG, "set_lora: model and path are required");
+    if (m->mmdit)
+        return eng_err_set(err, ENG_ERR_INVALID_ARG, "set_lora: the transformer is already loaded; set the LoRA first");
+    if (!(scale == scale) || scale > 1e6f || scale < -1e6f)
+        return eng_err_set(err, ENG_ERR_INVALID_ARG, "set_lora: scale %g is not a finite number", (double)scale);
+    if (!is_file(path)) return eng_err_set(err, ENG_ERR_IO, "LoRA file '%s' does not exist", path);
+    char *copy = strdup(path);
+    if (!copy) return eng_err_set(err, ENG_ERR_OOM, "set_lora: out of memory");
+    free(m->lora_path);
+    m->lora_path = copy;
+    m->lora_scale = scale;
+    return ENG_OK;
 }
 
 eng_status eng_transformer_get_info(eng_model *m, eng_transformer_info *out, eng_error *err) {

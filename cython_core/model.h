@@ -23,6 +23,10 @@ struct eng_model {
      * extra_free[slot](extra[slot]) by eng_model_free. Loaders run under rt->lock. */
     void *extra[ENG_N_COMPONENTS];
     void (*extra_free[ENG_N_COMPONENTS])(void *);
+    eng_progress_fn progress;              /* loading progress (optional) */
+    void *progress_user;
+    char *lora_path;                       /* merged into the transformer when it loads */
+    float lora_scale;
 };
 
 /* <dir>/<component> into out, or ENG_ERR_IO "model '<dir>' has no <component>/ folder". */

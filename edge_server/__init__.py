@@ -15,11 +15,12 @@ if TYPE_CHECKING:
     from edge_server.model import QwenImageModel
 
 
-def load_model(path: Any, *, threads: int | None = None, isa: str | None = None) -> QwenImageModel:
-    """Open a diffusers-layout Qwen-Image folder; see edge_server.model.load_model."""
+def load_model(path: Any, **kwargs: Any) -> QwenImageModel:
+    """Open a diffusers-layout Qwen-Image folder: load_model(path, *, lora=None,
+    lora_scale=1.0, threads=None, isa=None, progress=None); see edge_server.model.load_model."""
     from edge_server.model import load_model as _load
 
-    return _load(path, threads=threads, isa=isa)
+    return _load(path, **kwargs)
 
 
 __all__ = ["__version__", "load_model"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,24 @@ class QwenImageModel(VaeMixin, TextMixin):
     method needs it, with a message naming the folder."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, threads: int | None = None, isa: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lora: str | os.PathLike[str] | None = None,
+        lora_scale: float = 1.0,
+        threads: int | None = None,
+        isa: str | None = None,
+        progress: Callable[[str, int, int], object] | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        self.lora = os.fspath(lora) if lora is not None else None
+        self.lora_scale = float(lora_scale)
         self.runtime = _engine.Runtime(isa, threads)
         self._model = _engine.Model(self.runtime, self.path)
+        if progress is not None:
+            self._model.set_progress(progress)
+        if self.lora is not None:
+            self._model.set_lora(self.lora, self.lora_scale)
 
     @property
     def isa(self) -> str:
@@ -30,6 +44,10 @@ class QwenImageModel(VaeMixin, TextMixin):
     @property
     def threads(self) -> int:
         return int(self.runtime.threads)
+
+    def load_transformer(self) -> None:
+        """Load (and LoRA-merge) the transformer now instead of on first use."""
+        self._model.load_transformer()
 
     def has(self, component: str) -> bool:
         return bool(self._model.has(component))
@@ -59,7 +77,18 @@ class QwenImageModel(VaeMixin, TextMixin):
 
 
 def load_model(
-    path: str | os.PathLike[str], *, threads: int | None = None, isa: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    lora: str | os.PathLike[str] | None = None,
+    lora_scale: float = 1.0,
+    threads: int | None = None,
+    isa: str | None = None,
+    progress: Callable[[str, int, int], object] | None = None,
 ) -> QwenImageModel:
-    """Open a diffusers-layout model folder (transformer/, vae/, text_encoder/, ...)."""
-    return QwenImageModel(path, threads=threads, isa=isa)
+    """Open a diffusers-layout model folder (transformer/, vae/, text_encoder/, ...).
+
+    lora: a Lightning LoRA file merged into the transformer when it loads (W += lora_scale *
+    alpha / r * up @ down); progress(stage, done, total) reports loading progress."""
+    return QwenImageModel(
+        path, lora=lora, lora_scale=lora_scale, threads=threads, isa=isa, progress=progress
+    )
