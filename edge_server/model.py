@@ -11,9 +11,10 @@ import numpy as np
 from edge_server import _engine
 from edge_server._text_mixin import TextMixin
 from edge_server._vae_mixin import VaeMixin
+from edge_server.pipeline import PipelineMixin
 
 
-class QwenImageModel(VaeMixin, TextMixin):
+class QwenImageModel(PipelineMixin, VaeMixin, TextMixin):
     """A loaded model folder. Components load on first use; a missing one fails only when a
     method needs it, with a message naming the folder."""
 
