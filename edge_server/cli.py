@@ -42,6 +42,14 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_model(args: argparse.Namespace) -> int:
+    from edge_server.demo import write_demo_model
+
+    root = write_demo_model(args.dir, seed=args.seed)
+    print(f"wrote the demo model (random weights: its images are noise) to {root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qwen-edge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"qwen-edge {__version__}")
@@ -49,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_info = sub.add_parser("info", help="version, build options, CPU features and chosen ISA")
     p_info.add_argument("--json", action="store_true", help="machine-readable output")
     p_info.set_defaults(func=_info)
+    p_demo = sub.add_parser(
+        "demo-model", help="write a tiny random-weight model in the diffusers layout (noise images)"
+    )
+    p_demo.add_argument("dir", help="output folder")
+    p_demo.add_argument("--seed", type=int, default=0, help="weight seed (deterministic)")
+    p_demo.set_defaults(func=_demo_model)
     return parser
 
 
