@@ -10,6 +10,7 @@ against the reference classes when those are installed."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -189,7 +190,7 @@ def vae_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
     dims = [base * u for u in [1, *mult]]
     conv("encoder.conv_in", dims[0], 3, (3, 3, 3))
     idx, scale = 0, 1.0
-    for i, (din, dout) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+    for i, (din, dout) in enumerate(itertools.pairwise(dims)):
         for _ in range(nres):
             resnet(f"encoder.down_blocks.{idx}", din, dout)
             idx += 1
@@ -213,7 +214,7 @@ def vae_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
     tup = tdown[::-1]
     conv("decoder.conv_in", dims[0], z, (3, 3, 3))
     mid("decoder.mid_block", dims[0])
-    for i, (din, dout) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+    for i, (din, dout) in enumerate(itertools.pairwise(dims)):
         if i > 0:
             din //= 2
         cur = din
