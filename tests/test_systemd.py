@@ -108,7 +108,7 @@ def fake_path(tmp_path: Path) -> tuple[dict[str, str], Path]:
 
 
 def test_install_dry_run_writes_nothing(tmp_path):
-    env, log = fake_path(tmp_path)
+    env, _log = fake_path(tmp_path)
     prefix = tmp_path / "root"
     r = subprocess.run(
         [str(SYSTEMD / "install.sh"), "--prefix", str(prefix), "--dry-run"],
