@@ -35,12 +35,13 @@ def tiny_pipeline(tmp_path_factory):
         joint_attention_dim=16,
         axes_dims_rope=(8, 4, 4),
     ).eval()
+    # 8x spatial factor like the real VAE (the engine's pixel sizes assume it)
     vae = diffusers.AutoencoderKLQwenImage(
-        base_dim=24,
+        base_dim=16,
         z_dim=4,
-        dim_mult=[1, 2, 4],
+        dim_mult=[1, 2, 2, 2],
         num_res_blocks=1,
-        temperal_downsample=[False, True],
+        temperal_downsample=[False, True, True],
         latents_mean=[0.1, -0.2, 0.3, 0.0],
         latents_std=[1.5, 0.8, 1.2, 1.0],
     ).eval()
