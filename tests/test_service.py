@@ -1,0 +1,450 @@
+"""The gRPC service on an in-process grpc.aio server (its own loop thread) with a fake model
+that honours the engine's contract (per-step callback, CancelToken polled per "block")."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
+from server_util import (
+    FakeModel,
+    ServerThread,
+    bad_requests,
+    event_kinds,
+    fake_image,
+    status_details,
+    test_config,
+)
+
+from edge_server import _engine
+from edge_server._proto import imagegen_pb2 as pb
+from edge_server._proto import imagegen_pb2_grpc as pb_grpc
+from edge_server.pipeline import SizeLimits
+from edge_server.service import CHUNK_BYTES, SERVICE_NAME
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def stub_for(st: ServerThread) -> tuple[grpc.Channel, pb_grpc.ImageGenerationStub]:
+    ch = grpc.insecure_channel(st.address)
+    return ch, pb_grpc.ImageGenerationStub(ch)
+
+
+def req(**kw) -> pb.GenerateRequest:
+    kw.setdefault("prompt", "a lighthouse at dusk")
+    kw.setdefault("width", 64)
+    kw.setdefault("height", 64)
+    return pb.GenerateRequest(**kw)
+
+
+def wait_until(pred, timeout=5.0, interval=0.005) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(interval)
+    return pred()
+
+
+def health(ch: grpc.Channel, service: str = SERVICE_NAME) -> int:
+    return health_pb2_grpc.HealthStub(ch).Check(
+        health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+@pytest.fixture(scope="module")
+def shared():
+    """One server for the read-only cases (validation, info, event order)."""
+    model = FakeModel(step_s=0.002, limits=SizeLimits(max_steps=50, max_images=4,
+                                                      max_pixels=1024 * 1024))
+    cfg = test_config(generation={"max_prompt_chars": 200})
+    with ServerThread(cfg, model) as st:
+        ch, stub = stub_for(st)
+        yield st, stub, model
+        ch.close()
+
+
+# ---- event order and payloads ------------------------------------------------------------
+
+
+def test_event_order_and_done(shared):
+    _st, stub, model = shared
+    rs = list(stub.Generate(req(steps=5, seed=11, request_id="r-1"), timeout=10))
+    kinds = event_kinds(rs)
+    assert kinds[:2] == ["queued", "started"]
+    assert kinds[2:7] == ["step"] * 5
+    assert kinds[7:-1] and set(kinds[7:-1]) == {"image_chunk"}
+    assert kinds[-1] == "done"
+    assert all(r.request_id == "r-1" for r in rs)
+    assert rs[0].queued.position == 0
+    s = rs[1].started
+    assert (s.seed, s.width, s.height, s.steps, s.num_images) == (11, 64, 64, 5, 1)
+    assert [r.step.step for r in rs[2:7]] == [1, 2, 3, 4, 5]
+    assert all(r.step.total_steps == 5 for r in rs[2:7])
+    sig = [r.step.sigma for r in rs[2:7]]
+    assert sig == sorted(sig, reverse=True)
+    d = rs[-1].done
+    assert list(d.seeds) == [11] and d.steps == 5 and d.num_images == 1
+    assert len(d.timings.step_ms) == 5 and d.timings.engine_ms > 0
+    assert d.timings.total_ms >= d.timings.engine_ms
+    assert not d.prompt_truncated
+    assert model.calls[-1]["seed"] == 11 and model.calls[-1]["steps"] == 5
+
+
+def test_defaults_and_multiple_images(shared):
+    _st, stub, model = shared
+    rs = list(stub.Generate(req(num_images=2, seed=7), timeout=10))
+    steps = [r.step for r in rs if r.HasField("step")]
+    n = model.default_steps
+    assert [(s.image_index, s.step) for s in steps] == [(i, k) for i in (0, 1)
+                                                         for k in range(1, n + 1)]
+    chunks = [r.image_chunk for r in rs if r.HasField("image_chunk")]
+    assert {c.image_index: c.seed for c in chunks} == {0: 7, 1: 8}
+    assert list(rs[-1].done.seeds) == [7, 8]
+    call = model.calls[-1]
+    assert call["true_cfg_scale"] == 1.0 and call["negative_prompt"] is None
+    rs = list(stub.Generate(req(negative_prompt="blurry"), timeout=10))
+    assert model.calls[-1]["true_cfg_scale"] == 4.0  # diffusers' default once a negative exists
+    assert model.calls[-1]["negative_prompt"] == "blurry"
+    assert rs[1].started.seed < 2**63  # random when unset, reported
+
+
+def test_chunks_reassemble_to_the_engine_image(shared):
+    _st, stub, _model = shared
+    w, h = 1024, 768  # RAW_RGB8: 2.25 MiB -> three chunks of <= 1 MiB
+    rs = list(stub.Generate(req(width=w, height=h, steps=1, seed=5,
+                                output_format=pb.IMAGE_FORMAT_RAW_RGB8), timeout=20))
+    chunks = [r.image_chunk for r in rs if r.HasField("image_chunk")]
+    assert len(chunks) == 3 and all(len(c.data) <= CHUNK_BYTES for c in chunks)
+    assert [c.last for c in chunks] == [False, False, True]
+    assert [c.offset for c in chunks] == [0, CHUNK_BYTES, 2 * CHUNK_BYTES]
+    data = b"".join(c.data for c in chunks)
+    assert len(data) == chunks[-1].total_size == w * h * 3
+    assert (chunks[0].width, chunks[0].height) == (w, h)
+    got = np.frombuffer(data, np.uint8).reshape(h, w, 3)
+    np.testing.assert_array_equal(got, np.asarray(fake_image(5, w, h)))
+
+
+def test_png_output_has_parameters(shared):
+    _st, stub, _model = shared
+    rs = list(stub.Generate(req(seed=99, steps=3, prompt="ünïcode prompt"), timeout=10))
+    data = b"".join(r.image_chunk.data for r in rs if r.HasField("image_chunk"))
+    img = Image.open(io.BytesIO(data))
+    assert img.format == "PNG"
+    np.testing.assert_array_equal(np.asarray(img), np.asarray(fake_image(99, 64, 64)))
+    assert img.text["prompt"] == "ünïcode prompt"
+    assert img.text["seed"] == "99" and img.text["steps"] == "3"
+    assert img.text["model"] == "fake-qwen"
+    assert "Seed: 99" in img.text["parameters"]
+
+
+@pytest.mark.parametrize("fmt,pil",
+                         [(pb.IMAGE_FORMAT_JPEG, "JPEG"), (pb.IMAGE_FORMAT_WEBP, "WEBP")])
+def test_lossy_output_formats(shared, fmt, pil):
+    _st, stub, _model = shared
+    rs = list(stub.Generate(req(steps=1, output_format=fmt, output_quality=70), timeout=10))
+    data = b"".join(r.image_chunk.data for r in rs if r.HasField("image_chunk"))
+    assert Image.open(io.BytesIO(data)).format == pil
+    assert rs[-2].image_chunk.format == fmt
+
+
+def test_previews_encoded_and_raw_latent(shared):
+    st, stub, _model = shared
+    st.model.step_s = 0.03  # slow enough that no preview is superseded
+    try:
+        rs = list(stub.Generate(req(width=256, height=128, steps=4, preview=pb.PreviewOptions(
+            format=pb.PREVIEW_FORMAT_PNG, every_n_steps=2)), timeout=10))
+        steps = [r.step for r in rs if r.HasField("step")]
+        with_img = [s for s in steps if s.preview_image]
+        assert [s.step for s in with_img] == [2, 4]
+        s = with_img[0]
+        assert s.preview_format == pb.PREVIEW_FORMAT_PNG
+        im = Image.open(io.BytesIO(s.preview_image))
+        assert im.size == (s.preview_width, s.preview_height) == (32, 16)  # latent size
+        assert rs[-1].done.previews_sent == 2
+
+        rs = list(stub.Generate(req(width=128, height=64, steps=2, preview=pb.PreviewOptions(
+            format=pb.PREVIEW_FORMAT_RAW_LATENT)), timeout=10))
+        steps = [r.step for r in rs if r.HasField("step")]
+        assert all(list(s.latent_shape) == [16, 8, 16] for s in steps)
+        x0 = np.frombuffer(steps[-1].raw_latent, "<f2").reshape(16, 8, 16)
+        np.testing.assert_allclose(x0, 1.0)  # the fake's x0 at the last step
+
+        rs = list(stub.Generate(req(width=512, height=512, steps=1, preview=pb.PreviewOptions(
+            format=pb.PREVIEW_FORMAT_JPEG, max_side=40)), timeout=10))
+        s = next(r.step for r in rs if r.HasField("step"))
+        assert max(s.preview_width, s.preview_height) == 40
+    finally:
+        st.model.step_s = 0.002
+
+
+def test_model_info(shared):
+    _st, stub, model = shared
+    info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+    assert info.name == "fake-qwen" and info.path == model.path
+    assert info.default_steps == model.default_steps
+    assert info.limits.max_steps == 50 and info.limits.multiple == 16
+    assert info.limits.max_pixels == 1024 * 1024 and info.limits.max_prompt_chars == 200
+    comps = {c.name: c for c in info.components}
+    assert comps["transformer"].present and comps["transformer"].dtype == "f32"
+    assert comps["text_encoder"].dtype == "bf16"
+    assert info.isa == "fake" and info.version and info.engine_version == _engine.version()
+    assert info.max_concurrent == 1 and info.max_queue == 8
+    assert pb.PREVIEW_FORMAT_RAW_LATENT in info.preview_formats
+    assert not info.HasField("lora")
+
+
+# ---- validation --------------------------------------------------------------------------
+
+BAD = bad_requests(SizeLimits(max_steps=50, max_images=4, max_pixels=1024 * 1024),
+                   max_prompt_chars=200)
+
+
+@pytest.mark.parametrize("name,fields,field", BAD, ids=[b[0] for b in BAD])
+def test_invalid_argument_names_the_field(shared, name, fields, field):
+    _st, stub, model = shared
+    n_calls = len(model.calls)
+    call = stub.Generate(req(**fields), timeout=5)
+    with pytest.raises(grpc.RpcError) as ei:
+        next(call)  # no message before the status
+    e = ei.value
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    (bad,) = [d for d in status_details(e) if d.DESCRIPTOR.name == "BadRequest"]
+    violations = {v.field: v.description for v in bad.field_violations}
+    assert field in violations, violations
+    assert any(ch.isdigit() for ch in violations[field]) or "empty" in violations[field]
+    assert len(model.calls) == n_calls  # the engine never saw it
+
+
+def test_every_bad_field_is_reported_at_once(shared):
+    _st, stub, _model = shared
+    with pytest.raises(grpc.RpcError) as ei:
+        list(stub.Generate(req(prompt="", width=65, steps=999), timeout=5))
+    (bad,) = [d for d in status_details(ei.value) if d.DESCRIPTOR.name == "BadRequest"]
+    assert [v.field for v in bad.field_violations] == ["prompt", "width", "steps"]
+    assert "[64, 2048]" in bad.field_violations[1].description
+
+
+def test_bad_requests_do_not_disturb_a_running_generation(shared):
+    st, stub, _model = shared
+    st.model.step_s = 0.02
+    try:
+        good = stub.Generate(req(steps=10, seed=1), timeout=10)
+        first = next(good)
+        for _name, fields, _f in BAD[:8]:
+            with pytest.raises(grpc.RpcError):
+                list(stub.Generate(req(**fields), timeout=5))
+        rest = list(good)
+        assert first.HasField("queued") and rest[-1].HasField("done")
+        assert event_kinds(rest).count("step") == 10
+    finally:
+        st.model.step_s = 0.002
+
+
+# ---- queueing, overload, cancellation ----------------------------------------------------
+
+
+def test_queue_positions_and_overload_rejection():
+    model = FakeModel(step_s=0.05)
+    cfg = test_config(server={"max_queue": 2})
+    with ServerThread(cfg, model) as st:
+        ch, stub = stub_for(st)
+        a = stub.Generate(req(steps=8), timeout=20)
+        assert next(a).queued.position == 0
+        assert next(a).HasField("started")
+        b = stub.Generate(req(steps=1), timeout=20)
+        c = stub.Generate(req(steps=1), timeout=20)
+        assert next(b).queued.position == 1
+        qc = next(c).queued
+        assert (qc.position, qc.queue_depth) == (2, 2)
+        d = stub.Generate(req(steps=1), timeout=20)
+        got = []
+        with pytest.raises(grpc.RpcError) as ei:
+            for m in d:
+                got.append(m)
+        assert got == []  # rejected before any response message
+        e = ei.value
+        assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        details = status_details(e)
+        info = next(x for x in details if x.DESCRIPTOR.name == "ErrorInfo")
+        assert info.reason == "QUEUE_FULL" and info.metadata["max_queue"] == "2"
+        assert any(x.DESCRIPTOR.name == "RetryInfo" for x in details)
+        # c moves up once a finishes and b starts
+        list(a)
+        rest_c = list(c)
+        assert rest_c[0].queued.position == 1
+        assert event_kinds(rest_c)[1:3] == ["started", "step"]
+        assert list(b)[-1].HasField("done")
+        assert model.max_active == 1  # single flight
+        assert st.server.metrics.value("qwen_edge_generations_total", {"outcome": "rejected"}) == 1
+        ch.close()
+
+
+def test_client_cancel_stops_the_engine_and_the_next_request_starts_at_once():
+    model = FakeModel(step_s=0.25, block_s=0.005)  # a "block" is 5 ms
+    with ServerThread(test_config(), model) as st:
+        ch, stub = stub_for(st)
+        a = stub.Generate(req(steps=40), timeout=30)
+        kinds = []
+        for m in a:
+            kinds.append(m.WhichOneof("event"))
+            if kinds[-1] == "step":
+                break
+        b = stub.Generate(req(steps=1), timeout=30)
+        assert next(b).queued.position == 1
+        t_cancel = time.perf_counter()
+        a.cancel()
+        started = next(b)
+        t_started = time.perf_counter()
+        assert started.HasField("started")
+        # the fake polls its token every 5 ms ("a block"); allow for a loaded CI machine
+        assert model.cancelled_at and model.cancelled_at[0] - t_cancel < 0.2
+        assert t_started - t_cancel < 0.5
+        assert list(b)[-1].HasField("done")
+        assert wait_until(lambda: st.server.metrics.value(
+            "qwen_edge_generations_total", {"outcome": "cancelled"}) == 1)
+        assert model.max_active == 1
+        ch.close()
+
+
+def test_deadline_stops_the_engine_promptly():
+    model = FakeModel(step_s=0.25, block_s=0.005)
+    with ServerThread(test_config(), model) as st:
+        ch, stub = stub_for(st)
+        t0 = time.perf_counter()
+        with pytest.raises(grpc.RpcError) as ei:
+            list(stub.Generate(req(steps=40), timeout=0.6))
+        assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert wait_until(lambda: model.active == 0, timeout=1.0)
+        assert model.cancelled_at and model.cancelled_at[0] - t0 < 0.6 + 0.4
+        assert wait_until(lambda: st.server.metrics.value(
+            "qwen_edge_generations_total", {"outcome": "deadline_exceeded"}) == 1)
+        rs = list(stub.Generate(req(steps=1), timeout=5))  # the engine is free again
+        assert rs[-1].HasField("done")
+        ch.close()
+
+
+def test_a_queued_client_that_leaves_frees_its_place():
+    model = FakeModel(step_s=0.05)
+    with ServerThread(test_config(server={"max_queue": 1}), model) as st:
+        ch, stub = stub_for(st)
+        a = stub.Generate(req(steps=6), timeout=20)
+        next(a)
+        b = stub.Generate(req(steps=1), timeout=20)
+        assert next(b).queued.position == 1
+        b.cancel()
+        assert wait_until(lambda: st.server.adapter.queue_depth == 0, timeout=2)
+        c = stub.Generate(req(steps=1), timeout=20)  # would be RESOURCE_EXHAUSTED otherwise
+        assert next(c).queued.position == 1
+        assert list(c)[-1].HasField("done") and list(a)[-1].HasField("done")
+        assert len(model.calls) == 2
+        ch.close()
+
+
+@pytest.mark.parametrize("exc,code,reason", [
+    (_engine.OutOfMemory(4, "arena: out of memory"), grpc.StatusCode.RESOURCE_EXHAUSTED,
+     "OUT_OF_MEMORY"),
+    (_engine.Unsupported(5, "no such ISA"), grpc.StatusCode.FAILED_PRECONDITION, "UNSUPPORTED"),
+    (RuntimeError("secret internals"), grpc.StatusCode.INTERNAL, "INTERNAL"),
+])
+def test_engine_errors_map_to_status_codes(exc, code, reason):
+    model = FakeModel(fail_with=exc)
+    with ServerThread(test_config(), model) as st:
+        ch, stub = stub_for(st)
+        with pytest.raises(grpc.RpcError) as ei:
+            list(stub.Generate(req(), timeout=5))
+        assert ei.value.code() == code
+        assert "secret" not in ei.value.details()
+        info = next(x for x in status_details(ei.value) if x.DESCRIPTOR.name == "ErrorInfo")
+        assert info.reason == reason
+        model.fail_with = None  # the server is still fine
+        assert list(stub.Generate(req(), timeout=5))[-1].HasField("done")
+        ch.close()
+
+
+# ---- health: load and drain --------------------------------------------------------------
+
+
+def test_health_and_unavailable_while_loading():
+    model = FakeModel(load_s=1.0)
+    st = ServerThread(test_config(), model).start(wait_loaded=False)
+    try:
+        ch, stub = stub_for(st)
+        assert health(ch) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert health(ch, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+        for call in (lambda: list(stub.Generate(req(), timeout=5)),
+                     lambda: stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)):
+            with pytest.raises(grpc.RpcError) as ei:
+                call()
+            assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert any(d.DESCRIPTOR.name == "RetryInfo" for d in status_details(ei.value))
+        watch = health_pb2_grpc.HealthStub(ch).Watch(
+            health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10)
+        seen = []
+        for r in watch:
+            seen.append(r.status)
+            if r.status == health_pb2.HealthCheckResponse.SERVING:
+                watch.cancel()
+                break
+        assert seen[0] == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert seen[-1] == health_pb2.HealthCheckResponse.SERVING
+        assert list(stub.Generate(req(), timeout=5))[-1].HasField("done")
+        ch.close()
+    finally:
+        st.stop(grace=0)
+
+
+def test_drain_finishes_running_work_and_rejects_the_rest():
+    model = FakeModel(step_s=0.05)
+    st = ServerThread(test_config(), model).start()
+    ch, stub = stub_for(st)
+    try:
+        a = stub.Generate(req(steps=12), timeout=20)  # ~0.6 s
+        next(a)
+        b = stub.Generate(req(steps=1), timeout=20)
+        assert next(b).queued.position == 1
+        stopper = threading.Thread(target=st.stop, kwargs={"grace": 10.0})
+        stopper.start()
+        assert wait_until(lambda: st.server.adapter.state == "draining")
+        assert health(ch) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert health(ch, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.RpcError) as ei:
+            list(b)
+        assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.RpcError) as ei:
+            list(stub.Generate(req(), timeout=5))
+        assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+        rest = list(a)  # the running one completes within the grace period
+        assert rest[-1].HasField("done")
+        stopper.join(10)
+        assert not stopper.is_alive()
+    finally:
+        ch.close()
+        st.stop(grace=0)
+
+
+def test_drain_cancels_running_work_after_the_grace_period():
+    model = FakeModel(step_s=0.25, block_s=0.005)
+    st = ServerThread(test_config(), model).start()
+    ch, stub = stub_for(st)
+    try:
+        a = stub.Generate(req(steps=40), timeout=30)
+        next(a)
+        next(a)
+        t0 = time.perf_counter()
+        stopper = threading.Thread(target=st.stop, kwargs={"grace": 0.3})
+        stopper.start()
+        with pytest.raises(grpc.RpcError) as ei:
+            list(a)
+        assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+        stopper.join(10)
+        assert time.perf_counter() - t0 < 3.0
+        assert model.active == 0 and model.cancelled_at
+    finally:
+        ch.close()
+        st.stop(grace=0)
