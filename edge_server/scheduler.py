@@ -146,6 +146,8 @@ def sigmas_for(cfg: SchedulerConfig, steps: int, image_seq_len: int) -> np.ndarr
         s = cfg.shift * s / (1 + (cfg.shift - 1) * s)
     if cfg.shift_terminal:
         one_minus = 1 - s
+        if one_minus[-1] == 0:  # a single step at sigma 1: diffusers divides 0 by 0 here
+            raise ValueError(f"steps={steps} is too few for shift_terminal={cfg.shift_terminal}")
         scale = one_minus[-1] / (1 - cfg.shift_terminal)
         s = 1 - (one_minus / scale)
     s = np.asarray(s, dtype=np.float32)

@@ -58,8 +58,13 @@ def test_bit_exact_against_diffusers(name, steps, seq_len):
         "linear": {**QWEN_BASE, "time_shift_type": "linear", "shift_terminal": None},
         "defaults": {},
     }[name]
+    cfg = SchedulerConfig.from_dict(config)
+    if steps == 1 and cfg.shift_terminal:
+        with pytest.raises(ValueError, match="too few"):
+            sigmas_for(cfg, steps, seq_len)
+        return
     ref = diffusers_sigmas(config, steps, seq_len)
-    ours = sigmas_for(SchedulerConfig.from_dict(config), steps, seq_len)
+    ours = sigmas_for(cfg, steps, seq_len)
     np.testing.assert_array_equal(ours, ref)
 
 
