@@ -224,14 +224,17 @@ class PipelineMixin:
 
         timings = Timings()
         t0 = time.perf_counter()
-        embeds, pinfo = self.encode_prompt(prompt, return_info=True)  # type: ignore[attr-defined]
+        enc = self.encode_prompt  # type: ignore[attr-defined]
+        embeds, pinfo = enc(prompt, return_info=True, cancel=cancel)
         neg = ninfo = None
         if cfg > 1.0 and negative_prompt is not None:
-            neg, ninfo = self.encode_prompt(negative_prompt, return_info=True)  # type: ignore[attr-defined]
+            neg, ninfo = enc(negative_prompt, return_info=True, cancel=cancel)
         timings.prompt_encode_s = time.perf_counter() - t0
 
-        sched = self.scheduler_config()
-        sigmas = sigmas_for(sched, steps, n_img)
+        try:
+            sigmas = sigmas_for(self.scheduler_config(), steps, n_img)
+        except ValueError as e:
+            raise _invalid(str(e)) from None
         images, seeds, finals = [], [], []
         for i in range(num_images):
             s = seed + i
@@ -251,7 +254,7 @@ class PipelineMixin:
                 timings.steps_s.append(now - last[0])
                 vae_img = None
                 if vae_preview_every > 0 and step % vae_preview_every == 0:
-                    vae_img = self.vae_decode_image(x0)  # type: ignore[attr-defined]
+                    vae_img = self.vae_decode_image(x0, cancel=cancel)  # type: ignore[attr-defined]
                 stop = False
                 if on_step is not None:
                     stop = bool(on_step(StepInfo(i, step, n, sigma, x0, now - t_start, vae_img)))
@@ -271,7 +274,8 @@ class PipelineMixin:
                 cancel=cancel,
             )
             t1 = time.perf_counter()
-            images.append(self.vae_decode_image(unpack_latents(out, ch, h_lat, w_lat)))  # type: ignore[attr-defined]
+            final = unpack_latents(out, ch, h_lat, w_lat)
+            images.append(self.vae_decode_image(final, cancel=cancel))  # type: ignore[attr-defined]
             timings.vae_decode_s += time.perf_counter() - t1
             seeds.append(s)
             finals.append(out)
