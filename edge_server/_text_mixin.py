@@ -9,8 +9,9 @@ encode_prompt follows QwenImagePipeline._get_qwen_prompt_embeds + encode_prompt 
 (spec 3.2): template, tokenizer max_length 1024 + 34 with right truncation, encoder on all
 tokens, drop the first 34 rows, keep at most max_sequence_length (default 512, at most 1024)
 rows. Results are cached in an LRU keyed by the prompt text (PromptCache). Edge memory mode
-drops the encoder's weight pages after each encoder run so they are not resident while the
-transformer runs.
+drops the encoder's weight pages after each encoder run (madvise DONTNEED on its read-only
+mapping) so they are not resident while the transformer runs; before an encoder run it also
+calls Model.transformer_release() when the engine binding provides one.
 
 QwenImageModel provides self._model (the _engine.Model) and self.path (the model folder); the
 state below is created lazily so the mixin needs no constructor of its own.
@@ -171,12 +172,19 @@ class TextMixin:
         """int32/int64 [L] ids -> float32 [L, hidden]: transformers' hidden_states[-1] (after the
         final norm) for batch 1. Honours edge memory mode."""
         st = self._text()
+        if st.edge_memory:
+            # the transformer's pages go first, if the engine can drop them (forward-compatible
+            # hook: Model.transformer_release), so the two are never resident together
+            release_transformer = getattr(self._model, "transformer_release", None)
+            if release_transformer is not None:
+                release_transformer()
         t0 = time.perf_counter()
         try:
             out = _engine.text_encoder_forward(self._model, input_ids, cancel)
         finally:
-            st.encoder_runs += 1
-            st.encoder_seconds += time.perf_counter() - t0
+            with st.lock:
+                st.encoder_runs += 1
+                st.encoder_seconds += time.perf_counter() - t0
             if st.edge_memory:
                 self.text_encoder_release()
         return out
@@ -184,7 +192,9 @@ class TextMixin:
     def text_encoder_release(self) -> None:
         """Drop the encoder's resident weight pages now (re-read on the next run)."""
         _engine.text_encoder_release(self._model)
-        self._text().releases += 1
+        st = self._text()
+        with st.lock:
+            st.releases += 1
 
     def encode_prompt(
         self,
@@ -209,8 +219,8 @@ class TextMixin:
         if not hit:
             tokens = self.tokenize_prompt(prompt)
             hidden = self.text_encoder_forward(tokens.ids, cancel)
-            kept = hidden[PROMPT_TEMPLATE_DROP:msl + PROMPT_TEMPLATE_DROP]
-            embeds = np.ascontiguousarray(kept)
+            # a copy: the cache keeps only the kept rows, not the whole encoder output
+            embeds = hidden[PROMPT_TEMPLATE_DROP:msl + PROMPT_TEMPLATE_DROP].copy()
             embeds.setflags(write=False)
             entry = _CacheEntry(embeds, tokens, msl)
             st.cache.put(prompt, entry)
