@@ -572,6 +572,15 @@ cdef class Model:
         self._raise_progress_exc()
         _check(st, &err)
 
+    def transformer_release(self):
+        """Drop the transformer's resident weight pages (edge memory mode)."""
+        cdef eng_error err
+        cdef eng_status st
+        _clear(&err)
+        with nogil:
+            st = eng_transformer_release(self._m, &err)
+        _check(st, &err)
+
     def transformer_info(self):
         cdef eng_transformer_info info
         cdef eng_error err

@@ -11,6 +11,7 @@
 
 #include "mmdit.h"
 #include "model.h"
+#include "safetensors.h"
 
 /* ---- file helpers -------------------------------------------------------------------- */
 
@@ -230,6 +231,15 @@ eng_status eng_transformer_get_info(eng_model *m, eng_transformer_info *out, eng
     memcpy(out->rope_axes, c->axes, sizeof out->rope_axes);
     out->weight_dtype = m->mmdit->blocks[0].to_q.w.dtype;
     return ENG_OK;
+}
+
+eng_status eng_transformer_release(eng_model *m, eng_error *err) {
+    if (!m) return eng_err_set(err, ENG_ERR_INVALID_ARG, "model is NULL");
+    if (!m->mmdit) return ENG_OK;
+    pthread_mutex_lock(&m->rt->lock);
+    eng_status st = eng_weights_advise(m->mmdit->weights, MADV_DONTNEED, err);
+    pthread_mutex_unlock(&m->rt->lock);
+    return st;
 }
 
 eng_status eng_transformer_activation_bytes(eng_model *m, int64_t n_img, int64_t n_txt,

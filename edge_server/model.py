@@ -27,6 +27,8 @@ class QwenImageModel(PipelineMixin, VaeMixin, TextMixin):
         threads: int | None = None,
         isa: str | None = None,
         progress: Callable[[str, int, int], object] | None = None,
+        edge_memory: bool = False,
+        prompt_cache_size: int | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.lora = os.fspath(lora) if lora is not None else None
@@ -37,6 +39,10 @@ class QwenImageModel(PipelineMixin, VaeMixin, TextMixin):
             self._model.set_progress(progress)
         if self.lora is not None:
             self._model.set_lora(self.lora, self.lora_scale)
+        if edge_memory or prompt_cache_size is not None:
+            self.configure_text_encoder(
+                edge_memory=edge_memory, prompt_cache_size=prompt_cache_size
+            )
 
     @property
     def isa(self) -> str:
@@ -85,11 +91,23 @@ def load_model(
     threads: int | None = None,
     isa: str | None = None,
     progress: Callable[[str, int, int], object] | None = None,
+    edge_memory: bool = False,
+    prompt_cache_size: int | None = None,
 ) -> QwenImageModel:
     """Open a diffusers-layout model folder (transformer/, vae/, text_encoder/, ...).
 
     lora: a Lightning LoRA file merged into the transformer when it loads (W += lora_scale *
-    alpha / r * up @ down); progress(stage, done, total) reports loading progress."""
+    alpha / r * up @ down); progress(stage, done, total) reports loading progress;
+    edge_memory: drop each component's weight pages before another one runs (the text
+    encoder and the transformer are never resident together); prompt_cache_size: prompts
+    whose embeddings are kept (LRU, default 32)."""
     return QwenImageModel(
-        path, lora=lora, lora_scale=lora_scale, threads=threads, isa=isa, progress=progress
+        path,
+        lora=lora,
+        lora_scale=lora_scale,
+        threads=threads,
+        isa=isa,
+        progress=progress,
+        edge_memory=edge_memory,
+        prompt_cache_size=prompt_cache_size,
     )

@@ -206,3 +206,14 @@ def test_generate_stops_from_callback_and_token(demo_model):
 def test_unpack_inverts_pack():
     x = np.arange(4 * 6 * 8, dtype=np.float32).reshape(4, 6, 8)
     assert np.array_equal(unpack_latents(pack_latents(x), 4, 6, 8), x)
+
+
+def test_edge_memory_mode_generates_the_same_image(tmp_path):
+    root = demo.write_demo_model(tmp_path / "d")
+    a = edge_server.load_model(root).generate("edge", width=64, height=64, seed=3)
+    m = edge_server.load_model(root, edge_memory=True, prompt_cache_size=2)
+    b = m.generate("edge", width=64, height=64, seed=3)
+    c = m.generate("edge 2", width=64, height=64, seed=3)  # encoder runs again after the DiT
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+    assert c.images[0].size == (64, 64) and m.edge_memory
+    m._model.transformer_release()  # idempotent, also when already released
