@@ -45,13 +45,13 @@ def _vae_int(name, v, lo, hi):
 
 
 cdef eng_vae_options _vae_options(tiling, tile, overlap, memory_budget) except *:
-    """tiling: None/"auto" (from the memory budget), True/1 (always), False/0 (never);
-    tile, overlap: latent pixels or None (automatic); memory_budget: bytes or None (1.5 GB)."""
+    """tiling: None/"auto" (from the memory budget; a given tile implies tiling), True/1
+    (always), False/0 (never); tile (window side), overlap: latent pixels or None (automatic);
+    memory_budget: activation bytes or None (1.5 GB)."""
     cdef eng_vae_options o = eng_vae_options_default()
     if tiling is None or (isinstance(tiling, str) and tiling == "auto"):
-        o.tiling = -1
-    elif tiling is True or tiling is False or (isinstance(tiling, (int, np.integer))
-                                                and tiling in (0, 1)):
+        o.tiling = 1 if tile is not None else -1
+    elif isinstance(tiling, (bool, np.bool_, int, np.integer)) and tiling in (0, 1):
         o.tiling = 1 if tiling else 0
     else:
         raise _invalid(f"tiling must be None/'auto', True or False, got {tiling!r}")

@@ -23,11 +23,12 @@ class VaeMixin:
     """Adds vae_info / vae_plan / vae_decode / vae_decode_image to QwenImageModel.
 
     Options shared by the decode methods (all optional):
-      tiling: None (tile only when the untiled decode exceeds memory_budget), True, False;
-      tile: tile window side in latent pixels; overlap: overlap of neighbouring windows in latent
-      pixels (at least 2 x halo, so tiles are exact and a tiled decode equals the untiled one);
-      memory_budget: activation bytes allowed (default 1.5 GB); cancel: an _engine.CancelToken,
-      polled per decoder stage and per tile."""
+      tiling: None (tile only when the untiled decode exceeds memory_budget, or when `tile` is
+      given), True, False; tile: tile window side in latent pixels (default: the largest that
+      fits the budget); overlap: overlap of neighbouring windows in latent pixels (at least
+      2 x halo, so tiles are exact and a tiled decode equals the untiled one); memory_budget:
+      activation bytes allowed (default 1.5e9); cancel: an _engine.CancelToken, polled per
+      decoder stage and per tile. The plan for a latent size: vae_plan()."""
 
     _model: _engine.Model
 
@@ -54,8 +55,13 @@ class VaeMixin:
         peak activation memory in bytes."""
         return dict(
             _engine.vae_plan(
-                self._model, int(height), int(width), tiling=tiling, tile=tile,
-                overlap=overlap, memory_budget=memory_budget,
+                self._model,
+                int(height),
+                int(width),
+                tiling=tiling,
+                tile=tile,
+                overlap=overlap,
+                memory_budget=memory_budget,
             )
         )
 
@@ -73,8 +79,13 @@ class VaeMixin:
         float32 [3, 8h, 8w] in [-1, 1], equal to diffusers' `vae.decode` output after the
         pipeline's un-normalisation with latents_mean / latents_std."""
         return _engine.vae_decode(
-            self._model, latents, tiling=tiling, tile=tile, overlap=overlap,
-            memory_budget=memory_budget, cancel=cancel,
+            self._model,
+            latents,
+            tiling=tiling,
+            tile=tile,
+            overlap=overlap,
+            memory_budget=memory_budget,
+            cancel=cancel,
         )
 
     def vae_decode_image(self, latents: np.ndarray, **options: Any) -> Image.Image:
