@@ -10,46 +10,10 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from edge_server import _engine
+from edge_server.demo import transformer_shapes
 
-
-def mmdit_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
-    d = cfg["num_attention_heads"] * cfg["attention_head_dim"]
-    hd = cfg["attention_head_dim"]
-    out = cfg["patch_size"] ** 2 * (cfg.get("out_channels") or cfg["in_channels"])
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def lin(name: str, o: int, i: int) -> None:
-        shapes[f"{name}.weight"] = (o, i)
-        shapes[f"{name}.bias"] = (o,)
-
-    lin("img_in", d, cfg["in_channels"])
-    lin("txt_in", d, cfg["joint_attention_dim"])
-    shapes["txt_norm.weight"] = (cfg["joint_attention_dim"],)
-    lin("time_text_embed.timestep_embedder.linear_1", d, 256)
-    lin("time_text_embed.timestep_embedder.linear_2", d, d)
-    lin("norm_out.linear", 2 * d, d)
-    lin("proj_out", out, d)
-    for b in range(cfg["num_layers"]):
-        p = f"transformer_blocks.{b}."
-        lin(p + "img_mod.1", 6 * d, d)
-        lin(p + "txt_mod.1", 6 * d, d)
-        for n in (
-            "to_q",
-            "to_k",
-            "to_v",
-            "to_out.0",
-            "add_q_proj",
-            "add_k_proj",
-            "add_v_proj",
-            "to_add_out",
-        ):
-            lin(p + "attn." + n, d, d)
-        for n in ("norm_q", "norm_k", "norm_added_q", "norm_added_k"):
-            shapes[p + f"attn.{n}.weight"] = (hd,)
-        for s in ("img", "txt"):
-            lin(p + f"{s}_mlp.net.0.proj", 4 * d, d)
-            lin(p + f"{s}_mlp.net.2", d, 4 * d)
-    return shapes
+# The key names and shapes live with the demo model writer (checked there against diffusers).
+mmdit_shapes = transformer_shapes
 
 
 def write_random_mmdit(

@@ -32,19 +32,6 @@ static void make_weights(eng_dtype dt, float *w, void *raw, int64_t nk) {
     }
 }
 
-static eng_runtime *make_rt(eng_isa isa, int threads) {
-    eng_runtime_params p = eng_runtime_params_default();
-    p.isa = isa;
-    p.n_threads = threads;
-    eng_runtime *rt = NULL;
-    eng_error err;
-    eng_err_clear(&err);
-    if (eng_runtime_create(&p, &rt, &err) != ENG_OK) {
-        printf("FATAL: runtime %s: %s\n", eng_isa_name(isa), err.message);
-        exit(2);
-    }
-    return rt;
-}
 
 /* One random linear problem on every ISA and thread count. */
 static void check_linear(test_rng *r, int64_t m, int64_t n, int64_t k, eng_dtype dt, int with_bias) {
@@ -60,7 +47,7 @@ static void check_linear(test_rng *r, int64_t m, int64_t n, int64_t k, eng_dtype
     eng_error err;
 
     /* scalar vs double reference: f32 accumulation over k terms of magnitude <= 0.5 */
-    eng_runtime *rs = make_rt(ENG_ISA_SCALAR, 1);
+    eng_runtime *rs = test_runtime(ENG_ISA_SCALAR, 1);
     eng_err_clear(&err);
     eng_status st = eng_linear(rs, ys, (size_t)(m * n) * 4, x, raw, dt, with_bias ? b : NULL, m, n, k, &err);
     CHECK(st == ENG_OK, "scalar linear: %s", err.message);
@@ -73,7 +60,7 @@ static void check_linear(test_rng *r, int64_t m, int64_t n, int64_t k, eng_dtype
     int n_isa = test_simd_isas(isas);
     for (int ii = 0; ii < n_isa; ii++) {
         for (int threads = 1; threads <= 3; threads += 2) {
-            eng_runtime *rt = make_rt(isas[ii], threads);
+            eng_runtime *rt = test_runtime(isas[ii], threads);
             memset(y, 0xff, (size_t)(m * n) * 4); /* NaN: every output must be written */
             eng_err_clear(&err);
             st = eng_linear(rt, y, (size_t)(m * n) * 4, x, raw, dt, with_bias ? b : NULL, m, n, k, &err);
@@ -174,7 +161,7 @@ static void check_conv(test_rng *r, int64_t cin, int64_t cout, int64_t h, int64_
     int n_isa = test_simd_isas(isas);
     for (int ii = -1; ii < n_isa; ii++) {
         eng_isa isa = ii < 0 ? ENG_ISA_SCALAR : isas[ii];
-        eng_runtime *rt = make_rt(isa, 2);
+        eng_runtime *rt = test_runtime(isa, 2);
         eng_error err;
         eng_err_clear(&err);
         memset(y, 0xff, (size_t)ny * 4);
@@ -200,7 +187,7 @@ static void test_conv(void) {
 }
 
 static void test_errors(void) {
-    eng_runtime *rt = make_rt(ENG_ISA_SCALAR, 1);
+    eng_runtime *rt = test_runtime(ENG_ISA_SCALAR, 1);
     float x[4] = {0}, w[4] = {0}, y[4];
     eng_error err;
     eng_err_clear(&err);

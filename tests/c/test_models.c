@@ -8,19 +8,6 @@ static const char *golden_dir(void) {
     return d && d[0] ? d : "tests/golden";
 }
 
-static eng_runtime *make_rt(eng_isa isa, int threads) {
-    eng_runtime_params p = eng_runtime_params_default();
-    p.isa = isa;
-    p.n_threads = threads;
-    eng_runtime *rt = NULL;
-    eng_error err;
-    eng_err_clear(&err);
-    if (eng_runtime_create(&p, &rt, &err) != ENG_OK) {
-        printf("FATAL: runtime: %s\n", err.message);
-        exit(2);
-    }
-    return rt;
-}
 
 /* Reads tensor `name` from w into a new float buffer; *n gets the element count. */
 static float *read_f32(const eng_weights *w, const char *name, int64_t *n) {
@@ -49,7 +36,7 @@ static void run_golden(const char *model_sub, const char *ref_suffix, double tol
     eng_isa isas[4];
     int n_isa = test_simd_isas(isas);
     for (int ii = -1; ii < n_isa; ii++) {
-        eng_runtime *rt = make_rt(ii < 0 ? ENG_ISA_SCALAR : isas[ii], 2);
+        eng_runtime *rt = test_runtime(ii < 0 ? ENG_ISA_SCALAR : isas[ii], 2);
         eng_model *m = NULL;
         snprintf(path, sizeof path, "%s/%s", golden_dir(), model_sub);
         eng_err_clear(&err);
@@ -96,7 +83,7 @@ static void test_golden_bf16(void) { run_golden("mmdit_tiny_bf16", "ref_bf16", 2
 static void test_denoise_and_errors(void) {
     char path[1024];
     snprintf(path, sizeof path, "%s/mmdit_tiny", golden_dir());
-    eng_runtime *rt = make_rt(ENG_ISA_AUTO, 2);
+    eng_runtime *rt = test_runtime(ENG_ISA_AUTO, 2);
     eng_model *m = NULL;
     eng_error err;
     eng_err_clear(&err);

@@ -99,4 +99,19 @@ static inline void *test_alloc(size_t bytes) {
     return p;
 }
 
+/* A runtime for one ISA and thread count; exits the test binary if it cannot be made. */
+static inline eng_runtime *test_runtime(eng_isa isa, int threads) {
+    eng_runtime_params p = eng_runtime_params_default();
+    p.isa = isa;
+    p.n_threads = threads;
+    eng_runtime *rt = NULL;
+    eng_error err;
+    eng_err_clear(&err);
+    if (eng_runtime_create(&p, &rt, &err) != ENG_OK) {
+        printf("FATAL: runtime %s: %s\n", eng_isa_name(isa), err.message);
+        exit(2);
+    }
+    return rt;
+}
+
 #endif /* ENG_TEST_UTIL_H */

@@ -10,19 +10,6 @@
 #include "test_util.h"
 #include "vae.h"
 
-static eng_runtime *make_rt(eng_isa isa, int threads) {
-    eng_runtime_params p = eng_runtime_params_default();
-    p.isa = isa;
-    p.n_threads = threads;
-    eng_runtime *rt = NULL;
-    eng_error err;
-    eng_err_clear(&err);
-    if (eng_runtime_create(&p, &rt, &err) != ENG_OK) {
-        printf("FATAL: runtime: %s\n", err.message);
-        exit(2);
-    }
-    return rt;
-}
 
 typedef struct conv_case {
     int cin, cout, ks, up;
@@ -93,7 +80,7 @@ static void test_conv_random(void) {
     const int n_isa = test_simd_isas(isas);
     for (int ii = -1; ii < n_isa; ii++)
         for (int threads = 1; threads <= 3; threads += 2) {
-            eng_runtime *rt = make_rt(ii < 0 ? ENG_ISA_SCALAR : isas[ii], threads);
+            eng_runtime *rt = test_runtime(ii < 0 ? ENG_ISA_SCALAR : isas[ii], threads);
             test_rng r = {0x5eed0000ull + (uint64_t)(ii + 2) * 77 + (uint64_t)threads};
             for (int t = 0; t < 24; t++) {
                 conv_case c;
@@ -163,7 +150,7 @@ static void test_upconv(void) {
     const int n_isa = test_simd_isas(isas);
     for (int ii = -1; ii < n_isa; ii++)
         for (int threads = 1; threads <= 2; threads++) {
-            eng_runtime *rt = make_rt(ii < 0 ? ENG_ISA_SCALAR : isas[ii], threads);
+            eng_runtime *rt = test_runtime(ii < 0 ? ENG_ISA_SCALAR : isas[ii], threads);
             test_rng r = {0x0c0ffeeull + (uint64_t)(ii + 2) * 31 + (uint64_t)threads};
             for (int t = 0; t < 20; t++) {
                 conv_case c;
@@ -201,7 +188,7 @@ static void test_conv_blocking(void) {
     eng_isa isas[4];
     const int n_isa = test_simd_isas(isas);
     for (int ii = -1; ii < n_isa; ii++) {
-        eng_runtime *rt = make_rt(ii < 0 ? ENG_ISA_SCALAR : isas[ii], 2);
+        eng_runtime *rt = test_runtime(ii < 0 ? ENG_ISA_SCALAR : isas[ii], 2);
         test_rng r = {0xb10c4ull + (uint64_t)ii};
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
             run_conv_case(rt, &cases[i], &r, "blocking");
@@ -213,7 +200,7 @@ static void test_channel_norm(void) {
     eng_isa isas[4];
     const int n_isa = test_simd_isas(isas);
     for (int ii = -1; ii < n_isa; ii++) {
-        eng_runtime *rt = make_rt(ii < 0 ? ENG_ISA_SCALAR : isas[ii], 2);
+        eng_runtime *rt = test_runtime(ii < 0 ? ENG_ISA_SCALAR : isas[ii], 2);
         test_rng r = {0x40e3ull + (uint64_t)ii};
         const int64_t shapes[][2] = {{1, 1}, {3, 700}, {96, 257}, {384, 64}};
         for (size_t s = 0; s < 4; s++)
@@ -368,7 +355,7 @@ static void test_decode_api(void) {
         CHECK(0, "cannot write %s", dir);
         return;
     }
-    eng_runtime *rt = make_rt(ENG_ISA_AUTO, 2);
+    eng_runtime *rt = test_runtime(ENG_ISA_AUTO, 2);
     eng_model *m = NULL;
     eng_error err;
     eng_err_clear(&err);
