@@ -53,7 +53,11 @@ def alternate(
     """Times both sides in alternating rounds (so drift in machine load hits both); best of all."""
     t_ours = t_theirs = float("inf")
     for _ in range(rounds):
+        # a pause between the sides lets the other library's worker threads stop spinning
+        # (OpenBLAS and OpenMP pools busy-wait after a call and would steal a core)
+        time.sleep(0.2)
         t_ours = min(t_ours, best_time(ours, reps))
+        time.sleep(0.2)
         t_theirs = min(t_theirs, best_time(theirs, reps))
     return t_ours, t_theirs
 
