@@ -12,6 +12,7 @@ with the real vocabulary)."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -68,6 +69,14 @@ def build(root: str, blocks: int, text_layers: int) -> None:
     )
     demo.write_tokenizer(__import__("pathlib").Path(root) / "tokenizer")
     ln3 = math.log(3)
+    index = {"_class_name": "QwenImagePipeline", "_diffusers_version": diffusers.__version__,
+             "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+             "text_encoder": ["transformers", "Qwen2_5_VLForConditionalGeneration"],
+             "tokenizer": ["transformers", "Qwen2Tokenizer"],
+             "transformer": ["diffusers", "QwenImageTransformer2DModel"],
+             "vae": ["diffusers", "AutoencoderKLQwenImage"]}
+    with open(os.path.join(root, "model_index.json"), "w") as f:
+        json.dump(index, f)
     diffusers.FlowMatchEulerDiscreteScheduler(
         base_image_seq_len=256,
         base_shift=ln3,
