@@ -254,7 +254,7 @@ def encode_final(
                 info.add_text(k, v)
             else:
                 info.add_itxt(k, v)
-        img.save(buf, "PNG", pnginfo=info, compress_level=4)
+        img.save(buf, "PNG", pnginfo=info, compress_level=1)  # speed over size on-device
     elif fmt in ("JPEG", "WEBP"):
         img.save(buf, fmt, quality=int(quality))
     else:

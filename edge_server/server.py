@@ -315,8 +315,15 @@ class EdgeServer:
         n.extend_timeout(_LOAD_EXTEND_S)
         last = [0.0]
 
+        bar = sys.stderr.isatty()  # an interactive `qwen-edge serve` shows a progress bar
+
         def progress(stage: str, done: int, total: int) -> None:  # engine thread
             now = time.monotonic()
+            if bar and total > 0:
+                filled = int(30 * done / total)
+                sys.stderr.write(f"\rloading {stage:<12} [{'#' * filled}{'.' * (30 - filled)}] "
+                                 f"{done}/{total}" + ("\n" if done == total else ""))
+                sys.stderr.flush()
             if now - last[0] >= 0.5 or done == total:
                 last[0] = now
                 n.send(f"STATUS=loading {stage} {done}/{total}",
