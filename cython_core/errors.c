@@ -40,12 +40,3 @@ eng_status eng_err_prefix(eng_error *err, const char *fmt, ...) {
     snprintf(err->message, sizeof err->message, "%.200s: %.800s", prefix, old);
     return err->status;
 }
-
-#if defined(ENG_DEBUG_ASSERTS)
-#include <stdlib.h>
-void eng_assert_fail(const char *cond, const char *file, int line) {
-    /* Internal invariant broken: a bug in the engine, never reachable from caller input. */
-    fprintf(stderr, "qwen-edge engine: internal assertion failed: %s (%s:%d)\n", cond, file, line);
-    abort();
-}
-#endif

@@ -29,16 +29,6 @@ eng_status eng_err_set(eng_error *err, eng_status st, const char *fmt, ...) ENG_
 eng_status eng_err_prefix(eng_error *err, const char *fmt, ...) ENG_PRINTF(2, 3);
 void eng_err_clear(eng_error *err);
 
-/* Internal invariant that no caller input can break. Compiled in debug and test builds only;
- * a violated invariant is a bug in the engine, not bad input. */
-#if defined(ENG_DEBUG_ASSERTS)
-#include <stdlib.h>
-#define ENG_ASSERT(c) ((c) ? (void)0 : eng_assert_fail(#c, __FILE__, __LINE__))
-void eng_assert_fail(const char *cond, const char *file, int line);
-#else
-#define ENG_ASSERT(c) ((void)0)
-#endif
-
 /* Checked arithmetic for sizes that come from files or callers: false on overflow. */
 static inline bool eng_mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *out) {
     return __builtin_mul_overflow(a, b, out);

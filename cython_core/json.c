@@ -662,8 +662,12 @@ eng_status json_parse(const char *text, size_t len, json_value **root, eng_error
     p.pos = 0;
     p.next_node = 1;
     if ((st = parse_value(&p, &p.nodes[0], 0)) != ENG_OK) goto fail;
-    ENG_ASSERT(p.next_node == p.n_nodes && p.next_member == p.n_members &&
-               p.next_byte == p.n_bytes && p.next_count == p.n_counts);
+    if (p.next_node != p.n_nodes || p.next_member != p.n_members || p.next_byte != p.n_bytes ||
+        p.next_count != p.n_counts) { /* the two passes disagree: an engine bug, not bad input */
+        st = eng_err_set(err, ENG_ERR_FORMAT,
+                         "JSON: internal error (counting and building passes differ)");
+        goto fail;
+    }
     free(p.counts);
     free(p.scratch);
     *root = p.nodes;
