@@ -911,3 +911,15 @@ eng_status json_get_bool_or(const json_value *obj, const char *key, bool def, bo
     }
     return json_as_bool(v, key, out, err);
 }
+
+eng_status json_get_int32_in(const json_value *obj, const char *key, int64_t def, int64_t lo,
+                             int64_t hi, int32_t *out, const char *path, eng_error *err) {
+    int64_t v;
+    if (json_get_int64_or(obj, key, def, &v, err) != ENG_OK)
+        return eng_err_prefix(err, "'%s'", path);
+    if (v < lo || v > hi || v < INT32_MIN || v > INT32_MAX)
+        return eng_err_set(err, ENG_ERR_FORMAT, "'%s': %s = %lld outside [%lld, %lld]", path, key,
+                           (long long)v, (long long)lo, (long long)hi);
+    *out = (int32_t)v;
+    return ENG_OK;
+}

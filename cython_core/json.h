@@ -121,4 +121,9 @@ eng_status json_get_double_or(const json_value *obj, const char *key, double def
 eng_status json_get_bool_or(const json_value *obj, const char *key, bool def, bool *out,
                             eng_error *err);
 
+/* Optional integer member of a config file, range-checked: absent or null -> def; errors are
+ * ENG_ERR_FORMAT prefixed with the file path ("'<path>': <key> = 7 outside [1, 4]"). */
+eng_status json_get_int32_in(const json_value *obj, const char *key, int64_t def, int64_t lo,
+                             int64_t hi, int32_t *out, const char *path, eng_error *err);
+
 #endif /* ENG_JSON_H */

@@ -24,18 +24,6 @@
 
 /* ---- loading ------------------------------------------------------------------------- */
 
-static eng_status cfg_int(const json_value *root, const char *key, int64_t def, int32_t lo,
-                          int32_t hi, int32_t *out, const char *path, eng_error *err) {
-    int64_t v;
-    eng_status st = json_get_int64_or(root, key, def, &v, err);
-    if (st != ENG_OK) return eng_err_prefix(err, "'%s'", path);
-    if (v < lo || v > hi)
-        return eng_err_set(err, ENG_ERR_FORMAT, "'%s': %s = %lld outside [%d, %d]", path, key,
-                           (long long)v, lo, hi);
-    *out = (int32_t)v;
-    return ENG_OK;
-}
-
 static eng_status load_config(const char *dir, mmdit_config *c, eng_error *err) {
     char path[ENG_PATH_CAP];
     json_value *root = NULL;
@@ -43,12 +31,12 @@ static eng_status load_config(const char *dir, mmdit_config *c, eng_error *err) 
     if (st == ENG_OK) st = eng_read_json(path, &root, err);
     if (st != ENG_OK) return st;
     memset(c, 0, sizeof *c);
-    if ((st = cfg_int(root, "patch_size", 2, 1, 16, &c->patch_size, path, err)) ||
-        (st = cfg_int(root, "in_channels", 64, 1, MMDIT_MAX_DIM, &c->in_channels, path, err)) ||
-        (st = cfg_int(root, "num_layers", 60, 1, 1024, &c->n_layers, path, err)) ||
-        (st = cfg_int(root, "attention_head_dim", 128, 2, 1024, &c->head_dim, path, err)) ||
-        (st = cfg_int(root, "num_attention_heads", 24, 1, 1024, &c->n_heads, path, err)) ||
-        (st = cfg_int(root, "joint_attention_dim", 3584, 1, MMDIT_MAX_DIM, &c->joint_dim, path, err)))
+    if ((st = json_get_int32_in(root, "patch_size", 2, 1, 16, &c->patch_size, path, err)) ||
+        (st = json_get_int32_in(root, "in_channels", 64, 1, MMDIT_MAX_DIM, &c->in_channels, path, err)) ||
+        (st = json_get_int32_in(root, "num_layers", 60, 1, 1024, &c->n_layers, path, err)) ||
+        (st = json_get_int32_in(root, "attention_head_dim", 128, 2, 1024, &c->head_dim, path, err)) ||
+        (st = json_get_int32_in(root, "num_attention_heads", 24, 1, 1024, &c->n_heads, path, err)) ||
+        (st = json_get_int32_in(root, "joint_attention_dim", 3584, 1, MMDIT_MAX_DIM, &c->joint_dim, path, err)))
         goto done;
     /* out_channels: null or absent means in_channels (diffusers: out_channels or in_channels) */
     int64_t oc = 0;

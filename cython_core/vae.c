@@ -34,17 +34,6 @@ static const double default_std[16] = {2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1
 
 /* ---- config -------------------------------------------------------------------------- */
 
-static eng_status cfg_int(const json_value *root, const char *key, int64_t def, int64_t lo,
-                          int64_t hi, int32_t *out, const char *path, eng_error *err) {
-    int64_t v;
-    if (json_get_int64_or(root, key, def, &v, err)) return eng_err_prefix(err, "'%s'", path);
-    if (v < lo || v > hi)
-        return eng_err_set(err, ENG_ERR_FORMAT, "'%s': %s = %lld outside [%lld, %lld]", path, key,
-                           (long long)v, (long long)lo, (long long)hi);
-    *out = (int32_t)v;
-    return ENG_OK;
-}
-
 /* A JSON array member (absent or null: *arr = NULL). */
 static eng_status cfg_array(const json_value *root, const char *key, const json_value **arr,
                             const char *path, eng_error *err) {
@@ -96,10 +85,10 @@ static eng_status load_config(const char *dir, vae_config *c, eng_error *err) {
                          cls->u.string);
         goto done;
     }
-    if ((st = cfg_int(root, "base_dim", 96, 1, VAE_MAX_CH, &c->base_dim, path, err)) ||
-        (st = cfg_int(root, "z_dim", 16, 1, VAE_MAX_Z, &c->z_dim, path, err)) ||
-        (st = cfg_int(root, "num_res_blocks", 2, 0, VAE_MAX_RES, &c->n_res, path, err)) ||
-        (st = cfg_int(root, "input_channels", 3, 1, 64, &c->out_channels, path, err)))
+    if ((st = json_get_int32_in(root, "base_dim", 96, 1, VAE_MAX_CH, &c->base_dim, path, err)) ||
+        (st = json_get_int32_in(root, "z_dim", 16, 1, VAE_MAX_Z, &c->z_dim, path, err)) ||
+        (st = json_get_int32_in(root, "num_res_blocks", 2, 0, VAE_MAX_RES, &c->n_res, path, err)) ||
+        (st = json_get_int32_in(root, "input_channels", 3, 1, 64, &c->out_channels, path, err)))
         goto done;
     const json_value *arr;
     if ((st = cfg_array(root, "dim_mult", &arr, path, err))) goto done;
