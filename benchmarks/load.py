@@ -196,8 +196,10 @@ def main() -> int:
            "--max-queue", str(args.max_queue), "--log-level", "warning"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    # the server's log goes to a file: a pipe nobody reads would block the server once full
+    log_path = Path(work) / "server.log"
+    log_file = open(log_path, "w")  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=log_file)
     try:
         wait_serving(target, proc)
         req = pb.GenerateRequest(
@@ -231,10 +233,12 @@ def main() -> int:
     finally:
         proc.terminate()
         try:
-            _, err = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, err = proc.communicate()
+            proc.wait()
+        log_file.close()
+        err = log_path.read_text(errors="replace")
     steps_per = args.steps
     ov_med = statistics.median(ov.overhead_ms) if ov.overhead_ms else float("nan")
     enc_med = statistics.median(ov.encode_ms) if ov.encode_ms else float("nan")

@@ -181,6 +181,11 @@ cdef class Runtime:
     def backend(self):
         return ("auto", "cpu", "cuda")[<int>eng_runtime_backend(self._rt)]
 
+    def park(self):
+        """Idle worker threads stop spinning now (call after a burst of ops, e.g. at the end
+        of a generation, so other threads get the cores); the next op wakes them."""
+        eng_runtime_park(self._rt)
+
 
 _runtimes = {}
 _runtimes_lock = threading.Lock()

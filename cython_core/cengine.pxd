@@ -72,6 +72,7 @@ cdef extern from "engine.h" nogil:
     eng_isa eng_runtime_isa(const eng_runtime *rt)
     eng_backend eng_runtime_backend(const eng_runtime *rt)
     int32_t eng_runtime_threads(const eng_runtime *rt)
+    void eng_runtime_park(eng_runtime *rt)
 
     eng_status eng_linear(eng_runtime *rt, float *y, size_t y_bytes, const float *x, const void *w,
                           eng_dtype w_dtype, const float *b, int64_t m, int64_t n, int64_t k,

@@ -139,6 +139,10 @@ void        eng_runtime_free(eng_runtime *rt);                   /* NULL-safe */
 eng_isa     eng_runtime_isa(const eng_runtime *rt);
 eng_backend eng_runtime_backend(const eng_runtime *rt);
 int32_t     eng_runtime_threads(const eng_runtime *rt);
+/* The pool's idle workers stop spinning now (they spin ~1 ms after each op so that the next
+ * op starts at once): call it when a burst of ops ends, e.g. after a generation, so the
+ * caller's other threads get the cores. The next op wakes them. NULL-safe. */
+void        eng_runtime_park(eng_runtime *rt);
 
 /* ---- ops (used by tests, benchmarks and the model code) ------------------------------ */
 

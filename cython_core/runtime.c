@@ -78,6 +78,10 @@ eng_isa eng_runtime_isa(const eng_runtime *rt) { return rt ? rt->isa : ENG_ISA_A
 eng_backend eng_runtime_backend(const eng_runtime *rt) { return rt ? rt->backend : ENG_BACKEND_AUTO; }
 int32_t eng_runtime_threads(const eng_runtime *rt) { return rt ? rt->n_threads : 0; }
 
+void eng_runtime_park(eng_runtime *rt) {
+    if (rt) eng_pool_park(rt->pool);
+}
+
 eng_status eng_runtime_reserve_scratch(eng_runtime *rt, size_t bytes, eng_error *err) {
     if (bytes <= rt->scratch_bytes) return ENG_OK;
     for (int i = 0; i < rt->n_threads; i++) {

@@ -1,6 +1,7 @@
 /* threadpool.c - persistent pthread pool (see threadpool.h).
  * Workers spin briefly on the generation counter (ops come in quick succession inside a
- * forward pass), then sleep on a condition variable. */
+ * forward pass), then sleep on a condition variable; eng_pool_park ends the spin at once
+ * (a burst of ops is over: leave the cores to the caller's other threads). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@ struct eng_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
     atomic_uint_fast64_t generation;
+    atomic_int parked;          /* 1: idle workers stop spinning (eng_pool_park) */
     int stop;
     /* current job (written under mu before generation is bumped) */
     eng_task_fn fn;
@@ -54,6 +56,7 @@ static void *worker_main(void *arg) {
     for (;;) {
         for (int i = 0; i < SPIN_ITERS; i++) {
             if (atomic_load_explicit(&p->generation, memory_order_acquire) != seen) break;
+            if (atomic_load_explicit(&p->parked, memory_order_relaxed)) break;
             cpu_relax();
         }
         pthread_mutex_lock(&p->mu);
@@ -88,6 +91,7 @@ eng_status eng_pool_create(int n_threads, eng_pool **out, eng_error *err) {
     pthread_cond_init(&p->cv_done, NULL);
     atomic_init(&p->generation, 0);
     atomic_init(&p->next, 0);
+    atomic_init(&p->parked, 0);
     if (n_threads > 1) {
         p->workers = calloc((size_t)n_threads - 1, sizeof *p->workers);
         if (!p->workers) {
@@ -133,6 +137,10 @@ void eng_pool_free(eng_pool *p) {
 
 int eng_pool_size(const eng_pool *p) { return p ? p->n : 1; }
 
+void eng_pool_park(eng_pool *p) {
+    if (p) atomic_store_explicit(&p->parked, 1, memory_order_relaxed);
+}
+
 void eng_pool_run(eng_pool *p, int64_t n_tasks, eng_task_fn fn, void *ctx) {
     if (n_tasks <= 0) return;
     if (!p || p->n == 1 || n_tasks == 1) {
@@ -146,6 +154,7 @@ void eng_pool_run(eng_pool *p, int64_t n_tasks, eng_task_fn fn, void *ctx) {
     p->n_tasks = n_tasks;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
     p->active = p->n - 1;
+    atomic_store_explicit(&p->parked, 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_cond_broadcast(&p->cv_work);
     pthread_mutex_unlock(&p->mu);

@@ -19,5 +19,7 @@ int eng_pool_size(const eng_pool *pool);
 /* Runs fn(ctx, t, thread) for every t in [0, n_tasks) and returns when all are done.
  * pool may be NULL (runs inline on the caller). */
 void eng_pool_run(eng_pool *pool, int64_t n_tasks, eng_task_fn fn, void *ctx);
+/* Idle workers stop spinning and sleep until the next eng_pool_run. NULL-safe. */
+void eng_pool_park(eng_pool *pool);
 
 #endif /* ENG_THREADPOOL_H */

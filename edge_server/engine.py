@@ -34,13 +34,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from edge_server import _engine
+from edge_server.png import encode_png
 from edge_server.previews import encode_image, latent_to_rgb
 
 log = logging.getLogger(__name__)
@@ -238,27 +239,21 @@ def _png_text(base: tuple[tuple[str, str], ...], seed: int) -> tuple[tuple[str, 
 
 
 def encode_final(
-    image: Any, fmt: str, quality: int, png_text: tuple[tuple[str, str], ...] = ()
+    image: Any, fmt: str, quality: int, png_text: tuple[tuple[str, str], ...] = (),
+    pool: Executor | None = None,
 ) -> tuple[bytes, int, int]:
-    """A PIL image -> (encoded bytes, width, height) in PNG / JPEG / WEBP / RAW_RGB8."""
-    from PIL import PngImagePlugin
-
+    """A PIL image -> (encoded bytes, width, height) in PNG / JPEG / WEBP / RAW_RGB8 (pool:
+    a second thread for the PNG compression)."""
     img = image if image.mode == "RGB" else image.convert("RGB")
     if fmt == "RAW_RGB8":
         return np.asarray(img, dtype=np.uint8).tobytes(), img.width, img.height
-    buf = io.BytesIO()
-    if fmt == "PNG":
-        info = PngImagePlugin.PngInfo()
-        for k, v in png_text:
-            if v.isascii():
-                info.add_text(k, v)
-            else:
-                info.add_itxt(k, v)
-        img.save(buf, "PNG", pnginfo=info, compress_level=1)  # speed over size on-device
-    elif fmt in ("JPEG", "WEBP"):
-        img.save(buf, fmt, quality=int(quality))
-    else:
+    if fmt == "PNG":  # the fast writer: ~0.5 ms at 256x256 where Pillow takes ~9 ms
+        data = encode_png(np.asarray(img, dtype=np.uint8), png_text, pool)
+        return data, img.width, img.height
+    if fmt not in ("JPEG", "WEBP"):
         raise ValueError(f"unknown output format {fmt!r}")
+    buf = io.BytesIO()
+    img.save(buf, fmt, quality=int(quality))
     return buf.getvalue(), img.width, img.height
 
 
@@ -477,7 +472,12 @@ class EngineAdapter:
         t_accept = time.perf_counter()
         ticket = self._admit(job)  # raises before the first yield
         run: _Run | None = None
+        queue_s = 0.0
         try:
+            if ticket.granted:  # start the engine first: Queued(0) is written while it runs
+                queue_s = time.perf_counter() - t_accept
+                run = _Run(job, _engine.CancelToken())
+                self._start(run)
             last = self._position(ticket)
             yield Queued(last, len(self._waiters))
             while not ticket.granted:
@@ -489,9 +489,10 @@ class EngineAdapter:
                 if not ticket.granted and pos != last:
                     last = pos
                     yield Queued(pos, len(self._waiters))
-            queue_s = time.perf_counter() - t_accept
-            run = _Run(job, _engine.CancelToken())
-            self._start(run)
+            if run is None:
+                queue_s = time.perf_counter() - t_accept
+                run = _Run(job, _engine.CancelToken())
+                self._start(run)
             yield Started(job, queue_s)
             async for event in self._events(run, queue_s):
                 yield event
@@ -532,9 +533,18 @@ class EngineAdapter:
                 return True
             return False
 
-        def work() -> Any:
+        def work() -> tuple[Any, list[tuple[bytes, int, int]], float]:
             if run.stop:
                 raise _engine.Cancelled(6, "cancelled before start")
+            result = generate()
+            # encode on the engine thread: no hop through the event loop to another thread
+            t0 = time.perf_counter()
+            encoded = [encode_final(img, job.output_format, job.output_quality,
+                                    _png_text(job.png_text, int(seed)), self._aux)
+                       for img, seed in zip(result.images, result.seeds, strict=True)]
+            return result, encoded, time.perf_counter() - t0
+
+        def generate() -> Any:
             return model.generate(
                 job.prompt,
                 width=job.width,
@@ -579,7 +589,7 @@ class EngineAdapter:
             yield Step(msg.image_index, msg.step, msg.n_steps, msg.sigma, msg.elapsed_s, eta,
                        preview)
         try:
-            result = run.future.result()
+            result, encoded, encode_s = run.future.result()
         except _engine.Cancelled:
             if run.reason:
                 raise Unavailable(f"generation stopped: {run.reason}") from None
@@ -587,14 +597,8 @@ class EngineAdapter:
         t = result.timings
         self._mean_engine_s = (0.8 * self._mean_engine_s + 0.2 * t.total_s
                                if self._mean_engine_s else t.total_s)
-        t0 = time.perf_counter()
-        for i, (img, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
-            text = _png_text(job.png_text, int(seed))
-            data, w, h = await loop.run_in_executor(
-                self._aux, encode_final, img, job.output_format, job.output_quality, text
-            )
+        for i, ((data, w, h), seed) in enumerate(zip(encoded, result.seeds, strict=True)):
             yield Image(i, int(seed), job.output_format, w, h, data)
-        encode_s = time.perf_counter() - t0
         neg = result.negative_info
         yield Finished(
             seeds=tuple(int(s) for s in result.seeds),

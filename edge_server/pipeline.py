@@ -280,6 +280,7 @@ class PipelineMixin:
             seeds.append(s)
             finals.append(out)
         timings.total_s = time.perf_counter() - t_start
+        self.runtime.park()  # type: ignore[attr-defined]  # the cores go to the caller now
         return GenerationResult(
             images, seeds, steps, [float(v) for v in sigmas], pinfo, ninfo, timings, finals
         )

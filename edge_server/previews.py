@@ -13,6 +13,8 @@ import io
 
 import numpy as np
 
+from edge_server.png import encode_png
+
 # ComfyUI comfy/latent_formats.py, class Wan21 (rows: latent channels; columns: R, G, B)
 COMFYUI_WAN21 = (
     (-0.1299, -0.1692, 0.2932),
@@ -92,11 +94,10 @@ def encode_image(
         s = max_side / max(img.size)
         size = (max(1, round(img.width * s)), max(1, round(img.height * s)))
         img = img.resize(size, Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
     if fmt == "PNG":
-        img.save(buf, "PNG", compress_level=1)
-    else:
-        img.save(buf, fmt, quality=int(quality))
+        return encode_png(np.asarray(img, dtype=np.uint8)), img.width, img.height
+    buf = io.BytesIO()
+    img.save(buf, fmt, quality=int(quality))
     return buf.getvalue(), img.width, img.height
 
 

@@ -2,6 +2,7 @@
  * pool, cancel token, ISA parsing/resolution, runtime parameters, error helpers. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "dtype.h"
@@ -105,6 +106,8 @@ static void test_pool(void) {
             CHECK(dup == 0 && atomic_load(&c.sum) == tasks * (tasks - 1) / 2,
                   "every task exactly once (n=%d tasks=%lld)", n, (long long)tasks);
             CHECK(c.max_thread < n, "thread ids in range");
+            if (rep % 3 == 0) eng_pool_park(pool); /* the next run must wake parked workers */
+            if (rep % 50 == 0) usleep(2000);        /* ...also once they sleep on the condvar */
         }
         eng_pool_free(pool);
     }
@@ -113,6 +116,7 @@ static void test_pool(void) {
     eng_err_clear(&err);
     CHECK(eng_pool_create(0, &pool, &err) == ENG_ERR_INVALID_ARG && pool == NULL, "0 threads rejected");
     eng_pool_free(NULL);
+    eng_pool_park(NULL);
 }
 
 static void *cancel_thread(void *arg) {

@@ -1,0 +1,119 @@
+"""Fast PNG writer for the server's final images and PNG previews.
+
+Pillow's PNG encoder tries every row filter on every row (adaptive filtering) and then runs
+zlib's LZ77 matcher; on a 256x256 image that is 4-9 ms even at compress level 0/1, more than
+the whole server overhead budget for a step of the demo model. This writer does what the fast
+PNG encoders do (fpng, fpnge, OpenCV's fast settings): one fixed filter for every row, computed
+with numpy (the "Up" filter: each byte minus the byte above it), then one fast deflate pass:
+ISA-L (python-isal) level 1 where it is installed, zlib's Huffman-only strategy otherwise,
+optionally split in two halves compressed on two threads (pigz-style sync-flushed pieces).
+The result is a standard PNG (any decoder reads it, pixels are lossless), a few percent larger
+than Pillow's level-1 output, written in about 0.5 ms at 256x256 instead of ~9 ms.
+
+Text metadata goes into tEXt chunks (Latin-1) or iTXt chunks (UTF-8), as Pillow writes them.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable
+from concurrent.futures import Executor
+
+import numpy as np
+
+try:  # ISA-L's deflate: ~4x faster than zlib at the same ratio on filtered image rows
+    from isal import isal_zlib as _isal
+except ImportError:  # pragma: no cover - isal has wheels for x86-64 and aarch64
+    _isal = None
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FILTER_UP = 2
+PARALLEL_MIN_BYTES = 1 << 20  # below this the hop to a second thread costs what it saves
+_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
+
+
+def _chunk(kind: bytes, *data: bytes | memoryview) -> list[bytes | memoryview]:
+    """A chunk as pieces for one final b"".join (no copy of a large payload here)."""
+    crc = zlib.crc32(kind)
+    for d in data:
+        crc = zlib.crc32(d, crc)
+    size = sum(len(d) for d in data)
+    return [struct.pack(">I", size) + kind, *data, struct.pack(">I", crc & 0xFFFFFFFF)]
+
+
+def _text_chunk(key: str, value: str) -> list[bytes | memoryview]:
+    """tEXt when key and value are Latin-1, else iTXt (UTF-8, uncompressed)."""
+    if not 1 <= len(key) <= 79 or not key.isprintable():
+        raise ValueError(f"PNG text key must be 1-79 printable characters, got {key!r}")
+    try:
+        kb = key.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"PNG text key must be Latin-1, got {key!r}") from None
+    try:
+        return _chunk(b"tEXt", kb + b"\0" + value.encode("latin-1"))
+    except UnicodeEncodeError:
+        return _chunk(b"iTXt", kb + b"\0\0\0\0\0" + value.encode("utf-8"))
+
+
+def _deflate_part(data: memoryview, last: bool) -> bytes:
+    """Raw deflate of one piece of the stream; pieces before the last end on a byte boundary
+    (sync flush) so that they concatenate into one valid deflate stream (as pigz does)."""
+    if _isal is not None:
+        c = _isal.compressobj(1, _isal.DEFLATED, -15)
+        return c.compress(data) + c.flush(_isal.Z_FINISH if last else _isal.Z_SYNC_FLUSH)
+    c = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_HUFFMAN_ONLY)
+    return c.compress(data) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+def _zlib_stream(rows: np.ndarray, pool: Executor | None) -> list[bytes | memoryview]:
+    """The zlib stream (header, deflate, Adler-32) of the filtered rows, as pieces; with a pool
+    the second half of the rows is compressed on a pool thread while this thread does the
+    first (both deflate implementations release the GIL)."""
+    split = rows.shape[0] // 2 if pool is not None and rows.size >= PARALLEL_MIN_BYTES else 0
+    head, tail = memoryview(rows[:split].reshape(-1)), memoryview(rows[split:].reshape(-1))
+    fut = pool.submit(_deflate_part, tail, True) if split and pool is not None else None
+    pieces: list[bytes | memoryview] = [b"\x78\x01"]
+    if fut is not None:
+        pieces.append(_deflate_part(head, False))
+        pieces.append(fut.result())
+    else:
+        pieces.append(_deflate_part(tail, True))
+    pieces.append(struct.pack(">I", zlib.adler32(tail, zlib.adler32(head))))
+    return pieces
+
+
+def filter_rows(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (h, w, c) -> uint8 (h, 1 + w*c): each row prefixed by its filter type (Up) and
+    holding the byte-wise difference to the row above (the first row is its own bytes)."""
+    h = pixels.shape[0]
+    rows = pixels.reshape(h, -1)  # (h, w*c)
+    out = np.empty((h, 1 + rows.shape[1]), np.uint8)  # (h, 1 + w*c)
+    out[:, 0] = FILTER_UP
+    out[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=out[1:, 1:])  # uint8 arithmetic wraps mod 256
+    return out
+
+
+def encode_png(
+    pixels: np.ndarray, text: Iterable[tuple[str, str]] = (), pool: Executor | None = None
+) -> bytes:
+    """uint8 (h, w, 3) RGB, (h, w, 4) RGBA or (h, w) grey -> PNG bytes with the text chunks.
+    pool (optional): a thread pool that compresses half of a large image in parallel."""
+    a = np.asarray(pixels)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] not in _COLOR_TYPES:
+        raise ValueError(f"encode_png takes uint8 (h, w), (h, w, 3) or (h, w, 4), "
+                         f"got {a.dtype} {a.shape}")
+    h, w, c = a.shape
+    if not (1 <= h < 2**31 and 1 <= w < 2**31):
+        raise ValueError(f"PNG sides must be 1 .. 2^31-1, got {w}x{h}")
+    a = np.ascontiguousarray(a)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, _COLOR_TYPES[c], 0, 0, 0)
+    parts = [SIGNATURE, *_chunk(b"IHDR", ihdr)]
+    for k, v in text:
+        parts += _text_chunk(k, v)
+    parts += _chunk(b"IDAT", *_zlib_stream(filter_rows(a), pool))
+    parts += _chunk(b"IEND")
+    return b"".join(parts)
