@@ -577,8 +577,14 @@ cdef class Model:
         self._raise_progress_exc()
         _check(st, &err)
 
+    def transformer_trim(self):
+        """Free the activation memory forwards keep for the next forward."""
+        with nogil:
+            eng_transformer_trim(self._m)
+
     def transformer_release(self):
-        """Drop the transformer's resident weight pages (edge memory mode)."""
+        """Drop the transformer's resident weight pages and activation memory (edge memory
+        mode)."""
         cdef eng_error err
         cdef eng_status st
         _clear(&err)

@@ -136,6 +136,7 @@ cdef extern from "engine.h" nogil:
     int eng_model_has(const eng_model *m, const char *component)
     eng_status eng_model_load_transformer(eng_model *m, eng_error *err)
     eng_status eng_transformer_release(eng_model *m, eng_error *err)
+    void eng_transformer_trim(eng_model *m)
     eng_status eng_transformer_get_info(eng_model *m, eng_transformer_info *out, eng_error *err)
     eng_status eng_transformer_activation_bytes(eng_model *m, int64_t n_img, int64_t n_txt,
                                                 size_t *out, eng_error *err)

@@ -13,7 +13,7 @@
 
 /* Depth of one packed block (K step); packers never see kc > GEMM_KC. */
 #ifndef GEMM_KC
-#define GEMM_KC 256
+#define GEMM_KC 384
 #endif
 
 typedef struct gemm_src gemm_src;

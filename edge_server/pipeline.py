@@ -274,6 +274,7 @@ class PipelineMixin:
                 cancel=cancel,
             )
             t1 = time.perf_counter()
+            self._model.transformer_trim()  # the forwards' activations are not needed by the VAE
             final = unpack_latents(out, ch, h_lat, w_lat)
             images.append(self.vae_decode_image(final, cancel=cancel))  # type: ignore[attr-defined]
             timings.vae_decode_s += time.perf_counter() - t1

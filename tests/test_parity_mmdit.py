@@ -131,6 +131,23 @@ def test_padded_text_changes_nothing_but_masked_keys(tmp_path):
     assert rel_err(full, unmasked) > 1e-3  # the mask matters
 
 
+def test_kept_workspace_gives_the_same_outputs(tmp_path):
+    """Forwards reuse the model's activation memory (grown on demand, freed by trim): stale
+    contents from an earlier, larger or smaller forward must never leak into a result."""
+    folder = write_random_mmdit(tmp_path / "m", TINY, seed=5)
+    rng = np.random.default_rng(1)
+    cases = [(48, 64, 5), (96, 96, 9), (48, 64, 5), (32, 32, 2)]
+    inputs = [(rng.standard_normal(((h // 16) * (w // 16), 16)).astype(np.float32),
+               rng.standard_normal((n, 16)).astype(np.float32), h, w) for h, w, n in cases]
+    fresh = [edge_server.load_model(folder).transformer_forward(lat, txt, 0.3, h, w)
+             for lat, txt, h, w in inputs]
+    model = edge_server.load_model(folder)
+    for _rep in range(2):
+        for (lat, txt, h, w), ref in zip(inputs, fresh, strict=True):
+            np.testing.assert_array_equal(model.transformer_forward(lat, txt, 0.3, h, w), ref)
+        model._model.transformer_trim()  # and again from a freshly allocated workspace
+
+
 # ---- errors, missing components, cancellation ---------------------------------------------
 
 
