@@ -536,16 +536,7 @@ class EngineAdapter:
         def work() -> tuple[Any, list[tuple[bytes, int, int]], float]:
             if run.stop:
                 raise _engine.Cancelled(6, "cancelled before start")
-            result = generate()
-            # encode on the engine thread: no hop through the event loop to another thread
-            t0 = time.perf_counter()
-            encoded = [encode_final(img, job.output_format, job.output_quality,
-                                    _png_text(job.png_text, int(seed)), self._aux)
-                       for img, seed in zip(result.images, result.seeds, strict=True)]
-            return result, encoded, time.perf_counter() - t0
-
-        def generate() -> Any:
-            return model.generate(
+            result = model.generate(
                 job.prompt,
                 width=job.width,
                 height=job.height,
@@ -557,6 +548,12 @@ class EngineAdapter:
                 on_step=on_step,
                 cancel=run.token,
             )
+            # encode here on the engine thread: no hop through the event loop to another thread
+            t0 = time.perf_counter()
+            encoded = [encode_final(img, job.output_format, job.output_quality,
+                                    _png_text(job.png_text, int(seed)), self._aux)
+                       for img, seed in zip(result.images, result.seeds, strict=True)]
+            return result, encoded, time.perf_counter() - t0
 
         run.future = loop.run_in_executor(self._executor, work)
         run.future.add_done_callback(lambda f: self._engine_done(run, f))
