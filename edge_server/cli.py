@@ -62,6 +62,7 @@ _SERVE_FLAGS = {
     "max_queue": "server.max_queue",
     "grace": "server.grace_s",
     "reflection": "server.reflection",
+    "deadline_admission": "server.deadline_admission",
     "log_level": "server.log_level",
     "log_format": "server.log_format",
     "tls_cert": "tls.cert_file",
@@ -120,6 +121,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--max-queue", type=int, help="waiting requests before RESOURCE_EXHAUSTED")
     p.add_argument("--grace", type=float, help="seconds running work gets on SIGTERM")
     p.add_argument("--no-reflection", dest="reflection", action="store_const", const=False)
+    p.add_argument("--no-deadline-admission", dest="deadline_admission", action="store_const",
+                   const=False, help="admit requests whose deadline the queue would overrun")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["text", "json"])
     p.add_argument("--tls-cert", help="server certificate chain PEM (enables TLS on TCP)")

@@ -56,6 +56,9 @@ class ServerConfig:
     max_concurrent: int = 1  # generations run at once (they share the engine's thread pool)
     max_queue: int = 8  # requests allowed to wait; beyond: RESOURCE_EXHAUSTED
     grace_s: float = 30.0  # on SIGTERM: time running generations get to finish
+    # refuse (RESOURCE_EXHAUSTED, reason WOULD_MISS_DEADLINE) a request whose deadline is
+    # shorter than the estimated queue + generation time
+    deadline_admission: bool = True
     reflection: bool = True  # grpc.reflection (grpcurl / grpcui)
     keepalive_time_s: float = 60.0  # HTTP/2 pings to find dead clients (0 = off)
     max_connection_idle_s: float = 0.0  # close idle connections (0 = never)

@@ -80,6 +80,12 @@ class Busy(AdapterError):
         self.retry_after_s = retry_after_s
 
 
+class WouldMissDeadline(Busy):
+    """The work queued ahead plus this request would not finish before the client's deadline
+    (estimated from the engine's measured speed): refused at once, so the client can go to
+    another server instead of waiting for a result it cannot use."""
+
+
 class Unavailable(AdapterError):
     """Not serving: the model is loading or failed, or the server is draining."""
 
@@ -111,6 +117,13 @@ class GenerateJob:
     output_quality: int = 90
     png_text: tuple[tuple[str, str], ...] = ()  # PNG text chunks for the final image
     request_id: str = ""
+    deadline_s: float | None = None  # seconds the client allows from admission (None = any)
+
+    @property
+    def work_units(self) -> float:
+        """The job's size for engine-time estimates: (steps + 1) per image (the VAE decode
+        costs about one step) times megapixels (at least a 256x256 image's worth)."""
+        return self.num_images * (self.steps + 1) * max(self.width * self.height, 1 << 16) / 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +210,7 @@ class ModelDescription:
 @dataclass(eq=False)
 class _Ticket:
     request_id: str
+    units: float = 0.0  # GenerateJob.work_units
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     granted: bool = False
     rejected: bool = False
@@ -217,6 +231,7 @@ class _StepMsg:
 class _Run:
     job: GenerateJob
     token: Any
+    t_start: float = field(default_factory=time.perf_counter)
     future: asyncio.Future[Any] | None = None
     queue: asyncio.Queue[Any] | None = None
     latest: tuple[int, np.ndarray] | None = None  # (seq, x0) of the newest step due a preview
@@ -341,6 +356,8 @@ class EngineAdapter:
         self._idle: asyncio.Event | None = None
         self._seq = itertools.count(1)
         self._mean_engine_s = 0.0  # EMA of engine time per request (retry hints)
+        self._s_per_unit = 0.0  # EMA of engine seconds per GenerateJob.work_units
+        self._speed_samples = 0  # completed generations behind _s_per_unit
 
     # -- state ----------------------------------------------------------------------------
 
@@ -417,6 +434,18 @@ class EngineAdapter:
         per = self._mean_engine_s or 1.0
         return round(per * (1 + len(self._waiters)) / self.max_concurrent, 3)
 
+    def finish_estimate_s(self, job: GenerateJob) -> float | None:
+        """Seconds until job would finish if admitted now: what runs and waits ahead of it,
+        shared by max_concurrent engines, plus its own work; None before two generations have
+        measured the engine's speed."""
+        if self._speed_samples < 2:
+            return None
+        rate, now = self._s_per_unit, time.perf_counter()
+        ahead = sum(max(0.0, r.job.work_units * rate - (now - r.t_start)) for r in self._runs)
+        ahead += sum(t.units for t in self._waiters) * rate
+        must_wait = self._running >= self.max_concurrent or bool(self._waiters)
+        return (ahead / self.max_concurrent if must_wait else 0.0) + job.work_units * rate
+
     def _admit(self, job: GenerateJob) -> _Ticket:
         if self.state != "ready":
             if self.state in ("new", "loading"):
@@ -424,7 +453,15 @@ class EngineAdapter:
             if self.state == "failed":
                 raise Unavailable(f"the model failed to load: {self.load_error}", 60.0)
             raise Unavailable("the server is shutting down")
-        ticket = _Ticket(job.request_id)
+        if job.deadline_s is not None:
+            eta = self.finish_estimate_s(job)
+            if eta is not None and eta > job.deadline_s:
+                raise WouldMissDeadline(
+                    f"the request would finish in about {eta:.2f} s ({self._running} running, "
+                    f"{len(self._waiters)} waiting), after its deadline of {job.deadline_s:.2f} s",
+                    retry_after_s=self._retry_hint(),
+                )
+        ticket = _Ticket(job.request_id, job.work_units)
         if self._running < self.max_concurrent and not self._waiters:
             self._running += 1
             ticket.granted = True
@@ -594,6 +631,10 @@ class EngineAdapter:
         t = result.timings
         self._mean_engine_s = (0.8 * self._mean_engine_s + 0.2 * t.total_s
                                if self._mean_engine_s else t.total_s)
+        per_unit = t.total_s / job.work_units
+        self._s_per_unit = (0.8 * self._s_per_unit + 0.2 * per_unit
+                            if self._speed_samples else per_unit)
+        self._speed_samples += 1
         for i, ((data, w, h), seed) in enumerate(zip(encoded, result.seeds, strict=True)):
             yield Image(i, int(seed), job.output_format, w, h, data)
         neg = result.negative_info

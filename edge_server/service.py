@@ -11,6 +11,7 @@ its own `finally:`, so a client cancel (GeneratorExit at a yield), a deadline or
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import secrets
@@ -38,6 +39,7 @@ from edge_server.engine import (
     Started,
     Step,
     Unavailable,
+    WouldMissDeadline,
 )
 from edge_server.metrics import Metrics
 
@@ -272,6 +274,9 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
             desc = self._adapter.description
             assert desc is not None
             job = to_job(request, lim, desc.default_steps, self._cfg, desc.name)
+            remaining = context.time_remaining()
+            if remaining is not None and self._cfg.server.deadline_admission:
+                job = dataclasses.replace(job, deadline_s=remaining)
         except RequestInvalid as e:
             m.outcome("invalid")
             log.info("invalid request", extra={"kv": {"peer": context.peer(), "error": str(e)}})
@@ -293,6 +298,13 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
         try:
             try:
                 first = await events.__anext__()  # admission: raises before any message
+            except WouldMissDeadline as e:
+                outcome = "rejected"
+                log.info("would miss its deadline: rejected", extra={"kv": kv})
+                await context.abort_with_status(_status(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), _retry(e.retry_after_s),
+                    _error_info("WOULD_MISS_DEADLINE")))
+                return
             except Busy as e:
                 outcome = "rejected"
                 log.info("queue full: rejected", extra={"kv": kv})

@@ -329,6 +329,51 @@ def test_deadline_stops_the_engine_promptly():
         ch.close()
 
 
+def _refused_for_deadline(call) -> grpc.RpcError:
+    got = []
+    with pytest.raises(grpc.RpcError) as ei:
+        for m in call:
+            got.append(m)
+    assert got == []  # refused before any response message
+    e = ei.value
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+    info = next(x for x in status_details(e) if x.DESCRIPTOR.name == "ErrorInfo")
+    assert info.reason == "WOULD_MISS_DEADLINE" and "deadline" in e.details()
+    return e
+
+
+def test_deadline_admission_refuses_what_cannot_finish_in_time():
+    model = FakeModel(step_s=0.05)
+    with ServerThread(test_config(), model) as st:
+        ch, stub = stub_for(st)
+        for _ in range(2):  # two generations measure the engine's speed
+            assert list(stub.Generate(req(steps=2), timeout=10))[-1].HasField("done")
+        n_calls = len(model.calls)
+        _refused_for_deadline(stub.Generate(req(steps=20), timeout=0.3))  # needs ~1 s
+        assert len(model.calls) == n_calls  # the engine never saw it
+        assert list(stub.Generate(req(steps=20), timeout=10))[-1].HasField("done")
+        # behind a long generation, a short request with a short deadline is refused too
+        a = stub.Generate(req(steps=30), timeout=20)
+        assert next(a).HasField("queued") and next(a).HasField("started")
+        _refused_for_deadline(stub.Generate(req(steps=1), timeout=0.5))
+        assert list(stub.Generate(req(steps=1), timeout=10))[-1].HasField("done")  # time enough
+        assert list(a)[-1].HasField("done")
+        assert st.server.metrics.value("qwen_edge_generations_total", {"outcome": "rejected"}) == 2
+        ch.close()
+
+
+def test_deadline_admission_can_be_turned_off():
+    model = FakeModel(step_s=0.05)
+    with ServerThread(test_config(server={"deadline_admission": False}), model) as st:
+        ch, stub = stub_for(st)
+        for _ in range(2):
+            list(stub.Generate(req(steps=2), timeout=10))
+        with pytest.raises(grpc.RpcError) as ei:
+            list(stub.Generate(req(steps=20), timeout=0.3))
+        assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # admitted, then stopped
+        ch.close()
+
+
 def test_a_queued_client_that_leaves_frees_its_place():
     model = FakeModel(step_s=0.05)
     with ServerThread(test_config(server={"max_queue": 1}), model) as st:
