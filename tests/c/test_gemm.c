@@ -80,7 +80,8 @@ static void test_linear_shapes(void) {
     test_rng r = {0x1234567ull};
     const int64_t fixed[][3] = {{1, 1, 1}, {1, 33, 7}, {14, 32, 16}, {15, 33, 17}, {64, 64, 64},
                                 {29, 100, 300}, {200, 70, 513}, {3, 600, 40}, {130, 1030, 33},
-                                {1, 200, 3072}, {2, 67, 1000}, {4, 130, 77}, {5, 70, 300}};
+                                {1, 200, 3072}, {2, 67, 1000}, {4, 130, 77}, {5, 70, 300},
+                                {37, 2100, 800}, {300, 1100, 1000}};
     const eng_dtype dts[] = {ENG_F32, ENG_BF16, ENG_F16};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         for (int d = 0; d < 3; d++) check_linear(&r, fixed[i][0], fixed[i][1], fixed[i][2], dts[d], (int)(i + d) % 2);
