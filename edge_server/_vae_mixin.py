@@ -16,7 +16,8 @@ def latents_to_uint8(rgb: np.ndarray) -> np.ndarray:
     """(3, H, W) float in [-1, 1] -> (H, W, 3) uint8 exactly as diffusers' VaeImageProcessor
     postprocess does it: (x * 0.5 + 0.5).clamp(0, 1) in float32, then (x * 255).round()."""
     x = np.clip(rgb.astype(np.float32, copy=False) * np.float32(0.5) + np.float32(0.5), 0.0, 1.0)
-    return (x.transpose(1, 2, 0) * np.float32(255)).round().astype(np.uint8)
+    u8 = (x * np.float32(255)).round().astype(np.uint8)  # (3, H, W)
+    return np.ascontiguousarray(u8.transpose(1, 2, 0))  # (H, W, 3), row-major for encoders
 
 
 class VaeMixin:

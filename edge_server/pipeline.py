@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from PIL import Image as PILImage
 
 from edge_server import _engine
+from edge_server._vae_mixin import latents_to_uint8
 from edge_server.scheduler import SchedulerConfig, lightning, sigmas_for
 
 LN3 = math.log(3.0)
@@ -69,6 +71,8 @@ class GenerationResult:
     negative_info: Any | None
     timings: Timings
     latents: list[np.ndarray]  # final packed latents (N_img, 64) per image
+    # the same pixels as `images`, uint8 (h, w, 3) arrays (encoders skip a PIL round trip)
+    pixels: list[np.ndarray] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
@@ -235,7 +239,7 @@ class PipelineMixin:
             sigmas = sigmas_for(self.scheduler_config(), steps, n_img)
         except ValueError as e:
             raise _invalid(str(e)) from None
-        images, seeds, finals = [], [], []
+        images, seeds, finals, pixels = [], [], [], []
         for i in range(num_images):
             s = seed + i
             noise = init[i] if init is not None else None
@@ -276,12 +280,15 @@ class PipelineMixin:
             t1 = time.perf_counter()
             self._model.transformer_trim()  # the forwards' activations are not needed by the VAE
             final = unpack_latents(out, ch, h_lat, w_lat)
-            images.append(self.vae_decode_image(final, cancel=cancel))  # type: ignore[attr-defined]
+            rgb = latents_to_uint8(self.vae_decode(final, cancel=cancel))  # type: ignore[attr-defined]
+            pixels.append(rgb)
+            images.append(PILImage.fromarray(rgb))
             timings.vae_decode_s += time.perf_counter() - t1
             seeds.append(s)
             finals.append(out)
         timings.total_s = time.perf_counter() - t_start
         self.runtime.park()  # type: ignore[attr-defined]  # the cores go to the caller now
         return GenerationResult(
-            images, seeds, steps, [float(v) for v in sigmas], pinfo, ninfo, timings, finals
+            images, seeds, steps, [float(v) for v in sigmas], pinfo, ninfo, timings, finals,
+            pixels,
         )

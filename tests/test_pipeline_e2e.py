@@ -153,6 +153,8 @@ def test_generate_seeds_and_determinism(demo_model):
     assert r1.images[0].size == (64, 96)
     assert np.array_equal(np.asarray(r1.images[1]), np.asarray(r2.images[0]))
     assert not np.array_equal(np.asarray(r1.images[0]), np.asarray(r1.images[1]))
+    for img, px in zip(r1.images, r1.pixels, strict=True):  # the arrays encoders use
+        assert px.dtype == np.uint8 and np.array_equal(np.asarray(img), px)
     r3 = demo_model.generate("hello", width=64, height=64)
     assert isinstance(r3.seeds[0], int)  # a random seed is drawn and reported
     t = r1.timings
