@@ -295,6 +295,7 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
         kv: dict[str, Any] = {"request_id": rid, "peer": context.peer()}
         events = self._adapter.generate(job)
         outcome = ""
+        finished: Finished | None = None
         try:
             try:
                 first = await events.__anext__()  # admission: raises before any message
@@ -321,6 +322,8 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
             yield self._response(rid, first)
             try:
                 async for ev in events:
+                    if isinstance(ev, Finished):  # its metrics: after Done is on its way
+                        finished = ev
                     for msg in self._responses(rid, ev, t0):
                         yield msg
             except Unavailable as e:
@@ -350,6 +353,8 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
                 return
             outcome = "ok"
         finally:
+            if finished is not None:
+                self._observe_finished(finished)
             await events.aclose()  # stops the engine if we got here early (cancel, deadline)
             if not outcome:
                 remaining = context.time_remaining()
@@ -372,8 +377,11 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
                 num_images=j.num_images, true_cfg_scale=j.true_cfg_scale,
                 queue_ms=ev.queue_s * 1e3, model=self._adapter.name))
         if isinstance(ev, Step):
-            s = pb.Step(image_index=ev.image_index, step=ev.step, total_steps=ev.n_steps,
-                        sigma=ev.sigma, elapsed_ms=ev.elapsed_s * 1e3, eta_ms=ev.eta_s * 1e3)
+            # filled in place: a sub-message passed to the constructor would be copied again
+            resp = pb.GenerateResponse(request_id=rid)
+            s = resp.step
+            s.image_index, s.step, s.total_steps = ev.image_index, ev.step, ev.n_steps
+            s.sigma, s.elapsed_ms, s.eta_ms = ev.sigma, ev.elapsed_s * 1e3, ev.eta_s * 1e3
             if ev.preview is not None:
                 pv = ev.preview
                 s.preview_format = PREVIEW_ENUM[pv.format]
@@ -385,7 +393,7 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
                     s.preview_width, s.preview_height = pv.width, pv.height
                 self._metrics.previews.labels("sent").inc()
                 self._metrics.preview_bytes.inc(len(pv.data))
-            return pb.GenerateResponse(request_id=rid, step=s)
+            return resp
         raise TypeError(f"unexpected event {type(ev).__name__}")  # pragma: no cover
 
     def _responses(self, rid: str, ev: Any, t0: float) -> list[pb.GenerateResponse]:
@@ -394,21 +402,16 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
             n = len(ev.data)
             offsets = range(0, max(n, 1), CHUNK_BYTES)
             for off in offsets:
-                out.append(pb.GenerateResponse(request_id=rid, image_chunk=pb.ImageChunk(
-                    image_index=ev.index, seed=ev.seed, format=OUTPUT_ENUM[ev.format],
-                    width=ev.width, height=ev.height, data=ev.data[off:off + CHUNK_BYTES],
-                    last=off + CHUNK_BYTES >= n, offset=off, total_size=n)))
+                resp = pb.GenerateResponse(request_id=rid)  # filled in place (no sub-copy)
+                c = resp.image_chunk
+                c.image_index, c.seed, c.format = ev.index, ev.seed, OUTPUT_ENUM[ev.format]
+                c.width, c.height, c.offset, c.total_size = ev.width, ev.height, off, n
+                c.data = ev.data[off:off + CHUNK_BYTES] if n > CHUNK_BYTES else ev.data
+                c.last = off + CHUNK_BYTES >= n
+                out.append(resp)
             self._metrics.image_bytes.inc(n)
             return out
         if isinstance(ev, Finished):
-            m = self._metrics
-            m.observe("prompt_encode", ev.prompt_encode_s)
-            for s in ev.steps_s:
-                m.observe("step", s)
-            m.observe("vae_decode", ev.vae_decode_s)
-            m.observe("image_encode", ev.image_encode_s)
-            m.observe("engine", ev.engine_s)
-            m.previews.labels("skipped").inc(ev.previews_skipped)
             t = pb.StageTimings(
                 queue_ms=ev.queue_s * 1e3, prompt_encode_ms=ev.prompt_encode_s * 1e3,
                 denoise_ms=sum(ev.steps_s) * 1e3, vae_decode_ms=ev.vae_decode_s * 1e3,
@@ -420,6 +423,16 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
                 steps=ev.steps, num_images=len(ev.seeds), previews_sent=ev.previews_sent,
                 previews_skipped=ev.previews_skipped))]
         return [self._response(rid, ev)]
+
+    def _observe_finished(self, ev: Finished) -> None:
+        m = self._metrics
+        m.observe("prompt_encode", ev.prompt_encode_s)
+        for s in ev.steps_s:
+            m.observe("step", s)
+        m.observe("vae_decode", ev.vae_decode_s)
+        m.observe("image_encode", ev.image_encode_s)
+        m.observe("engine", ev.engine_s)
+        m.previews.labels("skipped").inc(ev.previews_skipped)
 
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
