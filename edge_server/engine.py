@@ -239,9 +239,15 @@ class _Run:
     reason: str = ""  # why the server cancelled it ("" = not the server)
     sent: int = 0
     skipped: int = 0
+    delivered: bool = False  # the engine's result reached the consumer (nothing to stop)
 
 
 _END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    value: tuple[Any, list[tuple[bytes, int, int]], float]  # work()'s return value
 
 
 def _png_text(base: tuple[tuple[str, str], ...], seed: int) -> tuple[tuple[str, str], ...]:
@@ -547,7 +553,7 @@ class EngineAdapter:
                 self._changed()
             elif run is None or run.future is None:
                 self._release()  # admitted but never reached the engine
-            elif not run.future.done():
+            elif not run.future.done() and not run.delivered:
                 await self._stop(run, "")
 
     def _start(self, run: _Run) -> None:
@@ -596,7 +602,12 @@ class EngineAdapter:
             encoded = [encode_final(img, job.output_format, job.output_quality,
                                     _png_text(job.png_text, int(seed)), self._aux)
                        for img, seed in zip(pixels, result.seeds, strict=True)]
-            return result, encoded, time.perf_counter() - t0
+            out = (result, encoded, time.perf_counter() - t0)
+            # straight into the event queue: the consumer wakes one loop pass sooner than
+            # through the future's callbacks (the future still completes for bookkeeping)
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(run_q.put_nowait, _Result(out))
+            return out
 
         run.future = loop.run_in_executor(self._executor, work)
         run.future.add_done_callback(lambda f: self._engine_done(run, f))
@@ -611,7 +622,7 @@ class EngineAdapter:
         assert q is not None and run.future is not None
         total = job.steps * job.num_images
         done_steps = 0
-        while (msg := await q.get()) is not _END:
+        while (msg := await q.get()) is not _END and not isinstance(msg, _Result):
             preview = None
             if msg.due:
                 latest = run.latest
@@ -629,7 +640,9 @@ class EngineAdapter:
             yield Step(msg.image_index, msg.step, msg.n_steps, msg.sigma, msg.elapsed_s, eta,
                        preview)
         try:
-            result, encoded, encode_s = run.future.result()
+            out = msg.value if isinstance(msg, _Result) else run.future.result()
+            result, encoded, encode_s = out
+            run.delivered = True
         except _engine.Cancelled:
             if run.reason:
                 raise Unavailable(f"generation stopped: {run.reason}") from None
