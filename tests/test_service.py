@@ -52,6 +52,21 @@ def wait_until(pred, timeout=5.0, interval=0.005) -> bool:
     return pred()
 
 
+def _refused(call, reason: str):
+    """The RpcError of a call refused with RESOURCE_EXHAUSTED before any response message, and
+    its ErrorInfo (whose reason must be `reason`)."""
+    got = []
+    with pytest.raises(grpc.RpcError) as ei:
+        for m in call:
+            got.append(m)
+    assert got == []  # refused before any response message
+    e = ei.value
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+    info = next(x for x in status_details(e) if x.DESCRIPTOR.name == "ErrorInfo")
+    assert info.reason == reason
+    return e, info
+
+
 def health(ch: grpc.Channel, service: str = SERVICE_NAME) -> int:
     return health_pb2_grpc.HealthStub(ch).Check(
         health_pb2.HealthCheckRequest(service=service), timeout=5).status
@@ -262,17 +277,9 @@ def test_queue_positions_and_overload_rejection():
         assert next(b).queued.position == 1
         qc = next(c).queued
         assert (qc.position, qc.queue_depth) == (2, 2)
-        d = stub.Generate(req(steps=1), timeout=20)
-        got = []
-        with pytest.raises(grpc.RpcError) as ei:
-            for m in d:
-                got.append(m)
-        assert got == []  # rejected before any response message
-        e = ei.value
-        assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        e, info = _refused(stub.Generate(req(steps=1), timeout=20), "QUEUE_FULL")
         details = status_details(e)
-        info = next(x for x in details if x.DESCRIPTOR.name == "ErrorInfo")
-        assert info.reason == "QUEUE_FULL" and info.metadata["max_queue"] == "2"
+        assert info.metadata["max_queue"] == "2"
         assert any(x.DESCRIPTOR.name == "RetryInfo" for x in details)
         # c moves up once a finishes and b starts
         list(a)
@@ -330,15 +337,8 @@ def test_deadline_stops_the_engine_promptly():
 
 
 def _refused_for_deadline(call) -> grpc.RpcError:
-    got = []
-    with pytest.raises(grpc.RpcError) as ei:
-        for m in call:
-            got.append(m)
-    assert got == []  # refused before any response message
-    e = ei.value
-    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
-    info = next(x for x in status_details(e) if x.DESCRIPTOR.name == "ErrorInfo")
-    assert info.reason == "WOULD_MISS_DEADLINE" and "deadline" in e.details()
+    e, _ = _refused(call, "WOULD_MISS_DEADLINE")
+    assert "deadline" in e.details()
     return e
 
 
