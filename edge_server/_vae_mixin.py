@@ -21,7 +21,8 @@ def latents_to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 class VaeMixin:
-    """Adds vae_info / vae_plan / vae_decode / vae_decode_image to QwenImageModel.
+    """Adds vae_info / vae_plan / vae_decode / vae_decode_pixels / vae_decode_image to
+    QwenImageModel.
 
     Options shared by the decode methods (all optional):
       tiling: None (tile only when the untiled decode exceeds memory_budget, or when `tile` is
@@ -89,8 +90,12 @@ class VaeMixin:
             cancel=cancel,
         )
 
+    def vae_decode_pixels(self, latents: np.ndarray, **options: Any) -> np.ndarray:
+        """vae_decode, then uint8 (H, W, 3) row-major pixels with diffusers' rounding."""
+        return latents_to_uint8(self.vae_decode(latents, **options))
+
     def vae_decode_image(self, latents: np.ndarray, **options: Any) -> Image.Image:
-        """vae_decode, then a PIL RGB image with diffusers' uint8 rounding."""
+        """vae_decode_pixels as a PIL RGB image."""
         from PIL import Image
 
-        return Image.fromarray(latents_to_uint8(self.vae_decode(latents, **options)))
+        return Image.fromarray(self.vae_decode_pixels(latents, **options))

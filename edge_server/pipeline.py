@@ -21,7 +21,6 @@ import numpy as np
 from PIL import Image as PILImage
 
 from edge_server import _engine
-from edge_server._vae_mixin import latents_to_uint8
 from edge_server.scheduler import SchedulerConfig, lightning, sigmas_for
 
 LN3 = math.log(3.0)
@@ -280,7 +279,7 @@ class PipelineMixin:
             t1 = time.perf_counter()
             self._model.transformer_trim()  # the forwards' activations are not needed by the VAE
             final = unpack_latents(out, ch, h_lat, w_lat)
-            rgb = latents_to_uint8(self.vae_decode(final, cancel=cancel))  # type: ignore[attr-defined]
+            rgb = self.vae_decode_pixels(final, cancel=cancel)  # type: ignore[attr-defined]
             pixels.append(rgb)
             images.append(PILImage.fromarray(rgb))
             timings.vae_decode_s += time.perf_counter() - t1
