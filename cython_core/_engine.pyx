@@ -186,6 +186,12 @@ cdef class Runtime:
         of a generation, so other threads get the cores); the next op wakes them."""
         eng_runtime_park(self._rt)
 
+    def trim(self):
+        """Free the activation memory that ops keep for the next op (the transformer, VAE and
+        text encoder share it); the next op allocates it again. Waits for a running op."""
+        with nogil:
+            eng_runtime_trim(self._rt)
+
 
 _runtimes = {}
 _runtimes_lock = threading.Lock()
@@ -576,11 +582,6 @@ cdef class Model:
             st = eng_model_load_transformer(self._m, &err)
         self._raise_progress_exc()
         _check(st, &err)
-
-    def transformer_trim(self):
-        """Free the activation memory forwards keep for the next forward."""
-        with nogil:
-            eng_transformer_trim(self._m)
 
     def transformer_release(self):
         """Drop the transformer's resident weight pages and activation memory (edge memory

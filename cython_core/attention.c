@@ -287,7 +287,8 @@ eng_status cpu_attention(eng_runtime *rt, float *o, const float *q, const float 
     c.nr = rt->kern.gemm_nr;
     attn_choose_tiles(&c, rt->n_threads);
 
-    /* Per-call buffer: [packed K | padded V] for a group of kv heads, then the mask tables. */
+    /* Buffer (the runtime's kept attention workspace): [packed K | padded V] for a group of kv
+     * heads, then the mask tables. */
     size_t kp_head, vp_head, head_bytes;
     if (__builtin_mul_overflow((size_t)c.n_kp, (size_t)(c.nr * d), &kp_head) ||
         __builtin_mul_overflow((size_t)sk, (size_t)(c.ldv == d ? 0 : c.d_pad), &vp_head) ||
@@ -300,12 +301,8 @@ eng_status cpu_attention(eng_runtime *rt, float *o, const float *q, const float 
     const size_t mask_floats = key_mask ? align16((size_t)(c.n_kb * c.bc)) : 0;
     const size_t vis_bytes = key_mask ? (size_t)c.n_kb : 0;
     const size_t buf_bytes = (size_t)n_kv * head_bytes + mask_floats * sizeof(float) + vis_bytes;
-    float *buf = eng_aligned_alloc(buf_bytes); /* see the layout above */
-    if (!buf)
-        return eng_err_set(err, ENG_ERR_OOM,
-                           "attention: cannot allocate %zu bytes for packed K/V (%lld kv heads, "
-                           "sk=%lld, d=%lld)",
-                           buf_bytes, (long long)n_kv, (long long)sk, (long long)d);
+    float *buf = eng_runtime_workspace(rt, ENG_WS_ATTENTION, buf_bytes, "attention (packed K/V)", err);
+    if (!buf) return ENG_ERR_OOM;
     c.kpack = buf;
     c.vpad = vp_head ? buf + (size_t)n_kv * kp_head : NULL;
     if (key_mask) {
@@ -325,17 +322,13 @@ eng_status cpu_attention(eng_runtime *rt, float *o, const float *q, const float 
     }
 
     eng_status st = eng_runtime_reserve_scratch(rt, c.scratch_floats * sizeof(float), err);
-    if (st != ENG_OK) {
-        eng_free(buf);
-        return st;
-    }
+    if (st != ENG_OK) return st;
     for (int64_t kv0 = 0; kv0 < hkv && !cancel_seen(&c); kv0 += n_kv) {
         c.kv0 = kv0;
         c.n_kv = hkv - kv0 < n_kv ? hkv - kv0 : n_kv;
         eng_pool_run(rt->pool, c.n_kv * c.n_kb, attn_pack_task, &c);
         eng_pool_run(rt->pool, c.n_kv * c.group * c.n_qb, attn_task, &c);
     }
-    eng_free(buf);
     if (atomic_load_explicit(&c.cancelled, memory_order_relaxed))
         return eng_err_set(err, ENG_ERR_CANCELLED,
                            "attention: cancelled (hq=%lld sq=%lld sk=%lld); o is incomplete",

@@ -73,6 +73,7 @@ cdef extern from "engine.h" nogil:
     eng_backend eng_runtime_backend(const eng_runtime *rt)
     int32_t eng_runtime_threads(const eng_runtime *rt)
     void eng_runtime_park(eng_runtime *rt)
+    void eng_runtime_trim(eng_runtime *rt)
 
     eng_status eng_linear(eng_runtime *rt, float *y, size_t y_bytes, const float *x, const void *w,
                           eng_dtype w_dtype, const float *b, int64_t m, int64_t n, int64_t k,
@@ -136,7 +137,6 @@ cdef extern from "engine.h" nogil:
     int eng_model_has(const eng_model *m, const char *component)
     eng_status eng_model_load_transformer(eng_model *m, eng_error *err)
     eng_status eng_transformer_release(eng_model *m, eng_error *err)
-    void eng_transformer_trim(eng_model *m)
     eng_status eng_transformer_get_info(eng_model *m, eng_transformer_info *out, eng_error *err)
     eng_status eng_transformer_activation_bytes(eng_model *m, int64_t n_img, int64_t n_txt,
                                                 size_t *out, eng_error *err)

@@ -100,6 +100,13 @@ int eng_isa_compiled(eng_isa isa) {
     }
 }
 
+void eng_cpu_clear_upper(void) {
+#if ENG_ARCH_X86 && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx")) __asm__ __volatile__("vzeroupper" ::: "memory");
+#endif
+}
+
 int eng_isa_supported(eng_isa isa) {
     if (!eng_isa_compiled(isa)) return 0;
     switch (isa) {

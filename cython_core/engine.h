@@ -143,6 +143,10 @@ int32_t     eng_runtime_threads(const eng_runtime *rt);
  * op starts at once): call it when a burst of ops ends, e.g. after a generation, so the
  * caller's other threads get the cores. The next op wakes them. NULL-safe. */
 void        eng_runtime_park(eng_runtime *rt);
+/* Ops keep their activation memory for the next op (the transformer, VAE and text encoder
+ * share it: the largest of their eng_*_activation_bytes); this frees it, e.g. when a server
+ * goes idle. The next op allocates it again. Waits for a running op. NULL-safe. */
+void        eng_runtime_trim(eng_runtime *rt);
 
 /* ---- ops (used by tests, benchmarks and the model code) ------------------------------ */
 
@@ -236,12 +240,10 @@ eng_status eng_model_set_lora(eng_model *m, const char *path, float scale, eng_e
 eng_status eng_model_load_transformer(eng_model *m, eng_error *err);
 eng_status eng_transformer_get_info(eng_model *m, eng_transformer_info *out, eng_error *err);
 /* Edge memory mode: drop the transformer's resident weight pages (madvise DONTNEED on the
- * read-only mmap; re-read from disk on next use) and its activation workspace. LoRA-merged
- * tensors are private memory and stay resident. No-op when the transformer is not loaded. */
+ * read-only mmap; re-read from disk on next use) and the runtime's kept activation memory
+ * (eng_runtime_trim). LoRA-merged tensors are private memory and stay resident. No-op when
+ * the transformer is not loaded. */
 eng_status eng_transformer_release(eng_model *m, eng_error *err);
-/* Forwards keep their activation memory (eng_transformer_activation_bytes) for the next
- * forward; this frees it, e.g. after the denoising loop and before the VAE decode. NULL-safe. */
-void eng_transformer_trim(eng_model *m);
 /* Bytes of activation memory one forward needs for n_img image and n_txt text tokens. */
 eng_status eng_transformer_activation_bytes(eng_model *m, int64_t n_img, int64_t n_txt,
                                             size_t *out, eng_error *err);

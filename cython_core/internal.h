@@ -42,6 +42,13 @@ static inline bool eng_bytes_for(int64_t n, size_t elem, size_t *out) {
     return !__builtin_mul_overflow((size_t)n, elem, out);
 }
 
+/* x86-64 with AVX: vzeroupper. Libraries that leave the upper halves of the vector registers
+ * dirty (ISA-L's AVX-512 deflate/CRC: the final PNG is encoded on the engine thread) make every
+ * later legacy-SSE instruction on that thread pay a merge penalty; the scalar double math of
+ * eng_randn ran 8x slower. Called where an engine entry point starts with scalar code.
+ * Elsewhere a no-op. */
+void eng_cpu_clear_upper(void);
+
 /* Aligned allocation (ENG_ALIGN); free with eng_free. NULL on failure or overflow. */
 void *eng_aligned_alloc(size_t bytes);
 void eng_free(void *p);

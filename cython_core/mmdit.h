@@ -35,17 +35,8 @@ typedef struct mmdit_block {
     const float *norm_added_q, *norm_added_k;
 } mmdit_block;
 
-/* The activation arena's memory, kept from one forward to the next (allocating and
- * page-faulting ~340 MB per forward at 1024x1024 costs ~2 %); grown on demand, freed by
- * mmdit_trim and mmdit_free. Guarded by the runtime lock like the forward itself. */
-typedef struct mmdit_workspace {
-    unsigned char *base;     /* ENG_ALIGN-aligned, cap bytes */
-    size_t cap;
-} mmdit_workspace;
-
 typedef struct mmdit_model {
     mmdit_config cfg;
-    mmdit_workspace *ws;     /* mutable through a const model (forwards reuse it) */
     eng_weights *weights;
     mmdit_linear img_in;     /* (dim, in_channels) */
     mmdit_linear txt_in;     /* (dim, joint_dim) */
@@ -74,9 +65,6 @@ mmdit_linear *mmdit_find_linear(mmdit_model *m, const char *module);
 eng_status lora_apply(eng_runtime *rt, mmdit_model *m, const char *path, float scale,
                       const mmdit_progress *progress, eng_error *err);
 void mmdit_free(mmdit_model *m);
-/* Frees the kept activation workspace (the next forward allocates it again). The caller
- * holds the runtime lock. */
-void mmdit_trim(mmdit_model *m);
 size_t mmdit_activation_bytes(const mmdit_config *c, int64_t n_img, int64_t n_txt);
 
 typedef struct mmdit_inputs {

@@ -237,17 +237,10 @@ eng_status eng_transformer_release(eng_model *m, eng_error *err) {
     if (!m) return eng_err_set(err, ENG_ERR_INVALID_ARG, "model is NULL");
     if (!m->mmdit) return ENG_OK;
     pthread_mutex_lock(&m->rt->lock);
-    mmdit_trim(m->mmdit);
+    eng_runtime_trim_locked(m->rt);
     eng_status st = eng_weights_advise(m->mmdit->weights, MADV_DONTNEED, err);
     pthread_mutex_unlock(&m->rt->lock);
     return st;
-}
-
-void eng_transformer_trim(eng_model *m) {
-    if (!m || !m->mmdit) return;
-    pthread_mutex_lock(&m->rt->lock);
-    mmdit_trim(m->mmdit);
-    pthread_mutex_unlock(&m->rt->lock);
 }
 
 eng_status eng_transformer_activation_bytes(eng_model *m, int64_t n_img, int64_t n_txt,

@@ -67,6 +67,7 @@ fail:
 void eng_runtime_free(eng_runtime *rt) {
     if (!rt) return;
     eng_pool_free(rt->pool);
+    eng_runtime_trim_locked(rt);
     if (rt->scratch)
         for (int i = 0; i < rt->n_threads; i++) eng_free(rt->scratch[i]);
     free(rt->scratch);
@@ -80,6 +81,34 @@ int32_t eng_runtime_threads(const eng_runtime *rt) { return rt ? rt->n_threads :
 
 void eng_runtime_park(eng_runtime *rt) {
     if (rt) eng_pool_park(rt->pool);
+}
+
+void *eng_runtime_workspace(eng_runtime *rt, eng_ws_slot slot, size_t bytes, const char *what,
+                            eng_error *err) {
+    if (bytes <= rt->ws_cap[slot] && rt->ws[slot]) return rt->ws[slot];
+    eng_free(rt->ws[slot]);
+    rt->ws_cap[slot] = 0;
+    if (!(rt->ws[slot] = eng_aligned_alloc(bytes))) {
+        eng_err_set(err, ENG_ERR_OOM, "%s: cannot allocate %zu bytes of workspace", what, bytes);
+        return NULL;
+    }
+    rt->ws_cap[slot] = bytes;
+    return rt->ws[slot];
+}
+
+void eng_runtime_trim_locked(eng_runtime *rt) {
+    for (int i = 0; i < ENG_WS_COUNT; i++) {
+        eng_free(rt->ws[i]);
+        rt->ws[i] = NULL;
+        rt->ws_cap[i] = 0;
+    }
+}
+
+void eng_runtime_trim(eng_runtime *rt) {
+    if (!rt) return;
+    pthread_mutex_lock(&rt->lock);
+    eng_runtime_trim_locked(rt);
+    pthread_mutex_unlock(&rt->lock);
 }
 
 eng_status eng_runtime_reserve_scratch(eng_runtime *rt, size_t bytes, eng_error *err) {

@@ -29,6 +29,7 @@ void eng_philox4x32_10(const uint32_t ctr_in[4], const uint32_t key_in[2], uint3
 }
 
 void eng_randn(uint64_t seed, uint64_t offset, float *out, int64_t n) {
+    eng_cpu_clear_upper();  /* legacy-SSE double math below: see internal.h */
     const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
     const double two_pi = 6.283185307179586476925286766559;
     for (int64_t j = 0; j < n;) {
@@ -82,6 +83,7 @@ static void cfg_combine(float *v, const float *neg, float s, int64_t rows, int64
 
 eng_status eng_denoise(eng_model *m, const eng_denoise_params *p, float *latents,
                        size_t latents_bytes, const eng_request *req, eng_error *err) {
+    eng_cpu_clear_upper();
     eng_status st = eng_model_load_transformer(m, err);
     if (st != ENG_OK) return st;
     if (!p || !latents || !p->txt || !p->sigmas)

@@ -508,9 +508,11 @@ eng_status textenc_forward(eng_runtime *rt, const textenc_model *m, const int32_
              .H = out,
              .cancel = cancel,
              .err = err};
-    eng_arena ar;
-    eng_status st = eng_arena_init(&ar, textenc_activation_bytes(c, n), err);
-    if (st != ENG_OK) return st;
+    const size_t need = textenc_activation_bytes(c, n);
+    unsigned char *ws = eng_runtime_workspace(rt, ENG_WS_ACTIVATIONS, need, "text encoder", err);
+    if (!ws) return ENG_ERR_OOM;
+    eng_arena ar = {.base = ws, .cap = need};  /* the runtime's kept workspace */
+    eng_status st = ENG_OK;
     const int64_t xw = f.D > f.QD ? f.D : f.QD, half = c->head_dim / 2;
 #define ALLOC(ptr, count)                                                                          \
     if (!((ptr) = eng_arena_floats(&ar, (count), #ptr, err))) {                                    \
@@ -547,7 +549,6 @@ eng_status textenc_forward(eng_runtime *rt, const textenc_model *m, const int32_
     }
     rows_rmsnorm(rt, f.H, f.H, n, f.D, m->norm, c->eps);
 done:
-    eng_arena_free(&ar);
     return st;
 }
 

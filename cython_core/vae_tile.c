@@ -383,9 +383,10 @@ eng_status vae_decode(eng_runtime *rt, const vae_model *m, const float *latents,
                       eng_error *err) {
     const vae_config *c = &m->cfg;
     const int64_t S = h * w, Z = c->z_dim, C0 = c->dims[0], R = plan->region_floats;
-    eng_arena ar;
-    eng_status st = eng_arena_init(&ar, plan->arena_bytes, err);
-    if (st != ENG_OK) return st;
+    unsigned char *ws = eng_runtime_workspace(rt, ENG_WS_ACTIVATIONS, plan->arena_bytes, "VAE", err);
+    if (!ws) return ENG_ERR_OOM;
+    eng_arena ar = {.base = ws, .cap = plan->arena_bytes};  /* the runtime's kept workspace */
+    eng_status st = ENG_OK;
     dec d = {.rt = rt, .m = m, .cancel = cancel, .err = err,
              .n_tiles = (int64_t)plan->ny * plan->nx};
     float *z = eng_arena_floats(&ar, round16(Z * S), "VAE latent", err);
@@ -442,6 +443,5 @@ eng_status vae_decode(eng_runtime *rt, const vae_model *m, const float *latents,
                 goto done;
         }
 done:
-    eng_arena_free(&ar);
     return st;
 }

@@ -341,6 +341,7 @@ class EngineAdapter:
         max_concurrent: int = 1,
         max_queue: int = 8,
         cancel_wait_s: float = 30.0,
+        idle_trim_s: float = 30.0,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self._loader = loader
@@ -348,6 +349,8 @@ class EngineAdapter:
         self.max_concurrent = max(1, int(max_concurrent))
         self.max_queue = max(0, int(max_queue))
         self._cancel_wait_s = cancel_wait_s
+        self._idle_trim_s = idle_trim_s
+        self._trim_timer: asyncio.TimerHandle | None = None
         self._on_change = on_change
         self._executor = ThreadPoolExecutor(self.max_concurrent, thread_name_prefix="engine")
         self._aux = ThreadPoolExecutor(2, thread_name_prefix="encode")
@@ -499,7 +502,25 @@ class EngineAdapter:
             t.wake.set()
         for t in self._waiters:  # positions moved up
             t.wake.set()
+        if not self._running:
+            self._schedule_trim()
         self._changed()
+
+    def _schedule_trim(self) -> None:
+        """The engine is idle: free the activation memory generations keep for the next one
+        once it has been idle for idle_trim_s (a burst of requests keeps it)."""
+        trim = getattr(self._model, "trim", None)
+        if trim is None or self.state != "ready":
+            return
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
+
+        def fire() -> None:
+            self._trim_timer = None
+            if not self._running and self.state == "ready":
+                self._executor.submit(trim)  # waits for nothing; serialised with generations
+
+        self._trim_timer = asyncio.get_running_loop().call_later(self._idle_trim_s, fire)
 
     def _engine_done(self, run: _Run, fut: asyncio.Future[Any]) -> None:
         if not fut.cancelled():
@@ -552,6 +573,9 @@ class EngineAdapter:
                 await self._stop(run, "")
 
     def _start(self, run: _Run) -> None:
+        if self._trim_timer is not None:  # busy again: keep the memory
+            self._trim_timer.cancel()
+            self._trim_timer = None
         loop = asyncio.get_running_loop()
         job = run.job
         model = self.model
@@ -717,6 +741,9 @@ class EngineAdapter:
         if self.state != "closed":
             await self.drain(0.0)
             self.state = "closed"
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
+            self._trim_timer = None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._executor.shutdown, True)
         await loop.run_in_executor(None, self._aux.shutdown, True)

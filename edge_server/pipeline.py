@@ -277,7 +277,6 @@ class PipelineMixin:
                 cancel=cancel,
             )
             t1 = time.perf_counter()
-            self._model.transformer_trim()  # the forwards' activations are not needed by the VAE
             final = unpack_latents(out, ch, h_lat, w_lat)
             rgb = self.vae_decode_pixels(final, cancel=cancel)  # type: ignore[attr-defined]
             pixels.append(rgb)

@@ -183,7 +183,8 @@ class EdgeServer:
                                   if cfg.model.path else "demo")
         self.adapter = EngineAdapter(
             loader or model_loader(cfg), name=name, max_concurrent=cfg.server.max_concurrent,
-            max_queue=cfg.server.max_queue, on_change=self._on_change)
+            max_queue=cfg.server.max_queue, idle_trim_s=cfg.model.idle_trim_s,
+            on_change=self._on_change)
         self.health = health_async.HealthServicer()
         self.ports: dict[str, int] = {}
         self.metrics_port: int | None = None

@@ -90,10 +90,15 @@ class FakeModel:
     max_active: int = 0
     cancelled_at: list[float] = field(default_factory=list)  # perf_counter when it noticed
     finished_at: list[float] = field(default_factory=list)
+    trims: list[float] = field(default_factory=list)  # perf_counter of every trim()
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def has(self, component: str) -> bool:
         return True
+
+    def trim(self) -> None:
+        with self.lock:
+            self.trims.append(time.perf_counter())
 
     def transformer_info(self) -> dict[str, Any]:
         return {"weight_dtype": "f32", "n_layers": 2, "dim": 64}

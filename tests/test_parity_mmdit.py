@@ -132,7 +132,7 @@ def test_padded_text_changes_nothing_but_masked_keys(tmp_path):
 
 
 def test_kept_workspace_gives_the_same_outputs(tmp_path):
-    """Forwards reuse the model's activation memory (grown on demand, freed by trim): stale
+    """Forwards reuse the runtime's activation memory (grown on demand, freed by trim): stale
     contents from an earlier, larger or smaller forward must never leak into a result."""
     folder = write_random_mmdit(tmp_path / "m", TINY, seed=5)
     rng = np.random.default_rng(1)
@@ -145,7 +145,7 @@ def test_kept_workspace_gives_the_same_outputs(tmp_path):
     for _rep in range(2):
         for (lat, txt, h, w), ref in zip(inputs, fresh, strict=True):
             np.testing.assert_array_equal(model.transformer_forward(lat, txt, 0.3, h, w), ref)
-        model._model.transformer_trim()  # and again from a freshly allocated workspace
+        model.runtime.trim()  # and again from a freshly allocated workspace
 
 
 # ---- errors, missing components, cancellation ---------------------------------------------

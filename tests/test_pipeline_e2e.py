@@ -219,3 +219,24 @@ def test_edge_memory_mode_generates_the_same_image(tmp_path):
     assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
     assert c.images[0].size == (64, 64) and m.edge_memory
     m._model.transformer_release()  # idempotent, also when already released
+
+
+def test_components_share_one_kept_workspace(tmp_path):
+    """The text encoder, the transformer and the VAE (and attention's packing) run in the
+    runtime's kept workspaces, grown on demand: no stale contents from an earlier, larger or
+    smaller op may change a result, with or without trims in between."""
+    root = demo.write_demo_model(tmp_path / "d")
+    m = edge_server.load_model(root, prompt_cache_size=0)  # the encoder runs every time
+    jobs = [("a", 64, 96, 1), ("a longer prompt about a red cat", 128, 64, 2), ("b", 64, 64, 3)]
+
+    def run(job: tuple[str, int, int, int]) -> np.ndarray:
+        prompt, w, h, seed = job
+        return np.asarray(m.generate(prompt, width=w, height=h, seed=seed).pixels[0])
+
+    ref = []
+    for job in jobs:
+        m.runtime.trim()  # every reference from freshly allocated workspaces
+        ref.append(run(job))
+    for order in ([2, 1, 0], [1, 0, 2, 1]):
+        for i in order:
+            assert np.array_equal(run(jobs[i]), ref[i]), (order, i)

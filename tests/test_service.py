@@ -374,6 +374,24 @@ def test_deadline_admission_can_be_turned_off():
         ch.close()
 
 
+def test_an_idle_engine_frees_its_kept_memory():
+    """Generations keep their activation memory for the next one; the server frees it
+    (model.trim) once the engine has been idle for model.idle_trim_s, not during a burst."""
+    model = FakeModel(step_s=0.01)
+    with ServerThread(test_config(model={"idle_trim_s": 0.4}), model) as st:
+        ch, stub = stub_for(st)
+        for _ in range(4):  # back to back, well within 0.4 s of each other
+            assert list(stub.Generate(req(steps=2), timeout=10))[-1].HasField("done")
+        assert model.trims == []
+        end = time.monotonic() + 10
+        while not model.trims and time.monotonic() < end:
+            time.sleep(0.02)
+        assert len(model.trims) == 1 and model.trims[0] - model.finished_at[-1] >= 0.35
+        time.sleep(0.6)
+        assert len(model.trims) == 1  # once per idle period
+        ch.close()
+
+
 def test_a_queued_client_that_leaves_frees_its_place():
     model = FakeModel(step_s=0.05)
     with ServerThread(test_config(server={"max_queue": 1}), model) as st:
