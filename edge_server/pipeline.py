@@ -7,6 +7,7 @@ and VAE mixins) and self._model / self.path / self.lora."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -110,9 +111,14 @@ class PipelineMixin:
     def scheduler_config(self) -> SchedulerConfig:
         """scheduler/scheduler_config.json (diffusers defaults if absent), switched to the
         Lightning preset when a Lightning LoRA is loaded."""
-        path = os.path.join(self.path, "scheduler", "scheduler_config.json")
-        cfg = SchedulerConfig.from_file(path) if os.path.exists(path) else SchedulerConfig()
+        cfg = self._scheduler_file or SchedulerConfig()
         return lightning(cfg) if self.is_lightning else cfg
+
+    # the folder's JSON files, read once (generate() would otherwise parse them every time)
+    @functools.cached_property
+    def _scheduler_file(self) -> SchedulerConfig | None:
+        path = os.path.join(self.path, "scheduler", "scheduler_config.json")
+        return SchedulerConfig.from_file(path) if os.path.exists(path) else None
 
     @property
     def is_lightning(self) -> bool:
@@ -120,31 +126,30 @@ class PipelineMixin:
         model folder says so (model_index.json "qwen_edge": {"lightning": true})."""
         if self.lora and "lightning" in os.path.basename(self.lora).lower():
             return True
-        path = os.path.join(self.path, "scheduler", "scheduler_config.json")
-        if os.path.exists(path):
-            c = SchedulerConfig.from_file(path)
-            if (
-                c.use_dynamic_shifting
-                and c.base_shift is not None
-                and c.max_shift is not None
-                and abs(c.base_shift - LN3) < 1e-4
-                and abs(c.max_shift - LN3) < 1e-4
-            ):
-                return True
-        return bool(self._model_index().get("qwen_edge", {}).get("lightning", False))
+        c = self._scheduler_file
+        if c is not None and (
+            c.use_dynamic_shifting
+            and c.base_shift is not None
+            and c.max_shift is not None
+            and abs(c.base_shift - LN3) < 1e-4
+            and abs(c.max_shift - LN3) < 1e-4
+        ):
+            return True
+        return bool(self._model_index_data.get("qwen_edge", {}).get("lightning", False))
 
     @property
     def default_steps(self) -> int:
         """8, or 4 for a 4-step Lightning LoRA (by its file name), or the model folder's own
         model_index.json "qwen_edge": {"default_steps": n}."""
-        own = self._model_index().get("qwen_edge", {}).get("default_steps")
+        own = self._model_index_data.get("qwen_edge", {}).get("default_steps")
         if isinstance(own, int) and own > 0:
             return own
         if self.lora and re.search(r"4[-_]?steps?", os.path.basename(self.lora), re.I):
             return 4
         return 8
 
-    def _model_index(self) -> dict[str, Any]:
+    @functools.cached_property
+    def _model_index_data(self) -> dict[str, Any]:
         path = os.path.join(self.path, "model_index.json")
         try:
             with open(path, encoding="utf-8") as f:
