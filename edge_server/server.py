@@ -36,13 +36,12 @@ from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from edge_server._proto import imagegen_pb2_grpc as pb_grpc
 from edge_server.auth import HEALTH_METHODS, TokenAuthInterceptor
 from edge_server.config import Config, parse_listen
 from edge_server.engine import EngineAdapter, GenerativeModel, ProgressFn
 from edge_server.metrics import Metrics
 from edge_server.notify import Notifier
-from edge_server.service import SERVICE_NAME, ImageGenerationService
+from edge_server.service import SERVICE_NAME, ImageGenerationService, add_to_server
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +278,7 @@ class EdgeServer:
         )
         self._server = server
         service = ImageGenerationService(self.adapter, cfg, self.metrics)
-        pb_grpc.add_ImageGenerationServicer_to_server(service, server)
+        add_to_server(service, server)  # image chunks go out pre-serialized
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         await self.health.set("", NOT_SERVING)
         await self.health.set(SERVICE_NAME, NOT_SERVING)

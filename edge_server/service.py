@@ -42,6 +42,7 @@ from edge_server.engine import (
     WouldMissDeadline,
 )
 from edge_server.metrics import Metrics
+from edge_server.wire import image_chunk_messages, serialize_response
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
 
     async def Generate(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.GenerateResponse]:
+    ) -> AsyncIterator[pb.GenerateResponse | bytes]:
         t0 = time.perf_counter()
         m = self._metrics
         try:
@@ -396,21 +397,12 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
             return resp
         raise TypeError(f"unexpected event {type(ev).__name__}")  # pragma: no cover
 
-    def _responses(self, rid: str, ev: Any, t0: float) -> list[pb.GenerateResponse]:
-        if isinstance(ev, Image):
-            out = []
-            n = len(ev.data)
-            offsets = range(0, max(n, 1), CHUNK_BYTES)
-            for off in offsets:
-                resp = pb.GenerateResponse(request_id=rid)  # filled in place (no sub-copy)
-                c = resp.image_chunk
-                c.image_index, c.seed, c.format = ev.index, ev.seed, OUTPUT_ENUM[ev.format]
-                c.width, c.height, c.offset, c.total_size = ev.width, ev.height, off, n
-                c.data = ev.data[off:off + CHUNK_BYTES] if n > CHUNK_BYTES else ev.data
-                c.last = off + CHUNK_BYTES >= n
-                out.append(resp)
-            self._metrics.image_bytes.inc(n)
-            return out
+    def _responses(self, rid: str, ev: Any, t0: float) -> list[pb.GenerateResponse | bytes]:
+        if isinstance(ev, Image):  # pre-serialized: the payload is copied once (wire.py)
+            self._metrics.image_bytes.inc(len(ev.data))
+            return list(image_chunk_messages(
+                rid, ev.data, CHUNK_BYTES, image_index=ev.index, seed=ev.seed,
+                format=OUTPUT_ENUM[ev.format], width=ev.width, height=ev.height))
         if isinstance(ev, Finished):
             t = pb.StageTimings(
                 queue_ms=ev.queue_s * 1e3, prompt_encode_ms=ev.prompt_encode_s * 1e3,
@@ -464,3 +456,22 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
         if d.lora:
             info.lora.CopyFrom(pb.Lora(path=d.lora, scale=d.lora_scale, lightning=d.lightning))
         return info
+
+
+def add_to_server(service: ImageGenerationService, server: grpc.aio.Server) -> None:
+    """pb_grpc.add_ImageGenerationServicer_to_server, with one change: Generate's response
+    serializer passes pre-serialized messages (bytes: the image chunks, wire.py) through."""
+    handlers = {
+        "Generate": grpc.unary_stream_rpc_method_handler(
+            service.Generate, request_deserializer=pb.GenerateRequest.FromString,
+            response_serializer=serialize_response),
+        "GetModelInfo": grpc.unary_unary_rpc_method_handler(
+            service.GetModelInfo, request_deserializer=pb.GetModelInfoRequest.FromString,
+            response_serializer=pb.ModelInfo.SerializeToString),
+    }
+    methods = {m.name for m in pb.DESCRIPTOR.services_by_name["ImageGeneration"].methods}
+    if set(handlers) != methods:  # a new RPC in the proto must be registered here too
+        raise RuntimeError(f"{SERVICE_NAME} has RPCs {sorted(methods)}, handlers for "
+                           f"{sorted(handlers)}")
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
