@@ -40,8 +40,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_server import _engine
-from edge_server.png import encode_png
+from edge_server.png import encode_png_parts
 from edge_server.previews import encode_image, latent_to_rgb
+from edge_server.wire import Payload
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class Image:
     format: str
     width: int
     height: int
-    data: bytes
+    data: Payload  # the encoded file, whole or as pieces to concatenate
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +247,7 @@ _END = object()
 
 @dataclass(frozen=True, slots=True)
 class _Result:
-    value: tuple[Any, list[tuple[bytes, int, int]], float]  # work()'s return value
+    value: tuple[Any, list[tuple[Payload, int, int]], float]  # work()'s return value
 
 
 def _png_text(base: tuple[tuple[str, str], ...], seed: int) -> tuple[tuple[str, str], ...]:
@@ -261,18 +262,19 @@ def _png_text(base: tuple[tuple[str, str], ...], seed: int) -> tuple[tuple[str, 
 def encode_final(
     image: Any, fmt: str, quality: int, png_text: tuple[tuple[str, str], ...] = (),
     pool: Executor | None = None,
-) -> tuple[bytes, int, int]:
-    """A PIL image or uint8 (h, w, 3) array -> (encoded bytes, width, height) in PNG / JPEG /
-    WEBP / RAW_RGB8 (pool: a second thread for the PNG compression)."""
+) -> tuple[Payload, int, int]:
+    """A PIL image or uint8 (h, w, 3) array -> (encoded file, width, height) in PNG / JPEG /
+    WEBP / RAW_RGB8 (pool: a second thread for the PNG compression). PNG and RAW_RGB8 come as
+    pieces (the server sends them without joining them into one bytes first)."""
     if isinstance(image, np.ndarray):
         rgb = image
     else:
         rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     h, w = rgb.shape[:2]
     if fmt == "RAW_RGB8":
-        return np.ascontiguousarray(rgb).tobytes(), w, h
+        return [memoryview(np.ascontiguousarray(rgb)).cast("B")], w, h
     if fmt == "PNG":  # the fast writer, with the text chunks and the optional second thread
-        return encode_png(rgb, png_text, pool), w, h
+        return encode_png_parts(rgb, png_text, pool), w, h
     if fmt not in ("JPEG", "WEBP"):
         raise ValueError(f"unknown output format {fmt!r}")
     return encode_image(rgb, fmt, 0, quality)  # full size
@@ -600,7 +602,7 @@ class EngineAdapter:
                 return True
             return False
 
-        def work() -> tuple[Any, list[tuple[bytes, int, int]], float]:
+        def work() -> tuple[Any, list[tuple[Payload, int, int]], float]:
             if run.stop:
                 raise _engine.Cancelled(6, "cancelled before start")
             result = model.generate(

@@ -6,7 +6,8 @@ the whole server overhead budget for a step of the demo model. This writer does 
 PNG encoders do (fpng, fpnge, OpenCV's fast settings): one fixed filter for every row, computed
 with numpy (the "Up" filter: each byte minus the byte above it), then one fast deflate pass:
 ISA-L (python-isal) level 1 where it is installed, zlib's Huffman-only strategy otherwise,
-optionally split in two halves compressed on two threads (pigz-style sync-flushed pieces).
+optionally split in two halves on two threads (pigz-style sync-flushed pieces of one deflate
+stream; each thread also filters its rows, sums their Adler-32 and CRCs its own IDAT chunk).
 The result is a standard PNG (any decoder reads it, pixels are lossless), written in about
 0.5 ms at 256x256 instead of ~9 ms. On photographic content it is about the size of Pillow's
 level-1 output; on flat synthetic gradients, where Pillow's per-row filter choice pays off,
@@ -78,33 +79,64 @@ def _deflate_part(data: memoryview, last: bool) -> bytes:
     return c.compress(data) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
 
-def _zlib_stream(rows: np.ndarray, pool: Executor | None) -> list[bytes | memoryview]:
-    """The zlib stream (header, deflate, Adler-32) of the filtered rows, as pieces; with a pool
-    the second half of the rows is compressed on a pool thread while this thread does the
-    first (both deflate implementations release the GIL)."""
-    split = rows.shape[0] // 2 if pool is not None and rows.size >= PARALLEL_MIN_BYTES else 0
-    head, tail = memoryview(rows[:split].reshape(-1)), memoryview(rows[split:].reshape(-1))
-    fut = pool.submit(_deflate_part, tail, True) if split and pool is not None else None
-    pieces: list[bytes | memoryview] = [b"\x78\x01"]
-    if fut is not None:
-        pieces.append(_deflate_part(head, False))
-        pieces.append(fut.result())
+ADLER_BASE = 65521
+
+
+def adler32_combine(adler1: int, adler2: int, len2: int) -> int:
+    """Adler-32 of A + B from adler32(A), adler32(B) and len(B) (zlib's adler32_combine)."""
+    rem = len2 % ADLER_BASE
+    sum1 = adler1 & 0xFFFF
+    sum2 = rem * sum1 % ADLER_BASE
+    sum1 = (sum1 + (adler2 & 0xFFFF) + ADLER_BASE - 1) % ADLER_BASE
+    sum2 = (sum2 + (adler1 >> 16) + (adler2 >> 16) + ADLER_BASE - rem) % ADLER_BASE
+    return sum1 | (sum2 << 16)
+
+
+def _filtered(rows: np.ndarray, r0: int, r1: int) -> np.ndarray:
+    """Rows [r0, r1) of the Up-filtered image: rows (h, w*c) -> uint8 (r1 - r0, 1 + w*c), each
+    row prefixed by its filter type and holding the byte-wise difference to the row above (the
+    image's first row is its own bytes)."""
+    out = np.empty((r1 - r0, 1 + rows.shape[1]), np.uint8)  # (r1 - r0, 1 + w*c)
+    out[:, 0] = FILTER_UP
+    if r0 == 0:
+        out[0, 1:] = rows[0]
     else:
-        pieces.append(_deflate_part(tail, True))
-    pieces.append(struct.pack(">I", _adler32(tail, _adler32(head))))
-    return pieces
+        np.subtract(rows[r0], rows[r0 - 1], out=out[0, 1:])  # uint8 arithmetic wraps mod 256
+    np.subtract(rows[r0 + 1:r1], rows[r0:r1 - 1], out=out[1:, 1:])
+    return out
 
 
 def filter_rows(pixels: np.ndarray) -> np.ndarray:
-    """uint8 (h, w, c) -> uint8 (h, 1 + w*c): each row prefixed by its filter type (Up) and
-    holding the byte-wise difference to the row above (the first row is its own bytes)."""
+    """uint8 (h, w, c) -> uint8 (h, 1 + w*c): the Up-filtered rows (see _filtered)."""
     h = pixels.shape[0]
-    rows = pixels.reshape(h, -1)  # (h, w*c)
-    out = np.empty((h, 1 + rows.shape[1]), np.uint8)  # (h, 1 + w*c)
-    out[:, 0] = FILTER_UP
-    out[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=out[1:, 1:])  # uint8 arithmetic wraps mod 256
-    return out
+    return _filtered(pixels.reshape(h, -1), 0, h)
+
+
+def _idat_band(rows: np.ndarray, r0: int, r1: int, first: bool,
+               last: bool) -> tuple[list[bytes | memoryview], int, int]:
+    """One IDAT chunk holding the deflate piece of rows [r0, r1) (after the zlib header when
+    first), with the Adler-32 of the filtered rows and their length."""
+    filtered = memoryview(_filtered(rows, r0, r1).reshape(-1))
+    adler = _adler32(filtered)
+    head = (b"\x78\x01",) if first else ()
+    return _chunk(b"IDAT", *head, _deflate_part(filtered, last)), adler, filtered.nbytes
+
+
+def _idat(rows: np.ndarray, pool: Executor | None) -> list[bytes | memoryview]:
+    """The zlib stream of the filtered rows (header, deflate, Adler-32) as IDAT chunks: one
+    per band of rows, then one for the Adler-32. With a pool the second half of the rows is
+    done on a pool thread while this thread does the first (deflate and CRC release the GIL)."""
+    h = rows.shape[0]
+    split = h // 2 if pool is not None and rows.size >= PARALLEL_MIN_BYTES else 0
+    fut = pool.submit(_idat_band, rows, split, h, False, True) if split and pool else None
+    if fut is None:
+        chunks, adler, _ = _idat_band(rows, 0, h, True, True)
+    else:
+        chunks, adler, _ = _idat_band(rows, 0, split, True, False)
+        tail, adler2, n2 = fut.result()
+        chunks += tail
+        adler = adler32_combine(adler, adler2, n2)
+    return chunks + _chunk(b"IDAT", struct.pack(">I", adler))
 
 
 def encode_png(
@@ -112,6 +144,14 @@ def encode_png(
 ) -> bytes:
     """uint8 (h, w, 3) RGB, (h, w, 4) RGBA or (h, w) grey -> PNG bytes with the text chunks.
     pool (optional): a thread pool that compresses half of a large image in parallel."""
+    return b"".join(encode_png_parts(pixels, text, pool))
+
+
+def encode_png_parts(
+    pixels: np.ndarray, text: Iterable[tuple[str, str]] = (), pool: Executor | None = None
+) -> list[bytes | memoryview]:
+    """encode_png as pieces whose concatenation is the file (the server sends them without
+    joining them first)."""
     a = np.asarray(pixels)
     if a.ndim == 2:
         a = a[:, :, None]
@@ -126,6 +166,6 @@ def encode_png(
     parts = [SIGNATURE, *_chunk(b"IHDR", ihdr)]
     for k, v in text:
         parts += _text_chunk(k, v)
-    parts += _chunk(b"IDAT", *_zlib_stream(filter_rows(a), pool))
+    parts += _idat(a.reshape(h, -1), pool)
     parts += _chunk(b"IEND")
-    return b"".join(parts)
+    return parts

@@ -42,7 +42,7 @@ from edge_server.engine import (
     WouldMissDeadline,
 )
 from edge_server.metrics import Metrics
-from edge_server.wire import image_chunk_messages, serialize_response
+from edge_server.wire import image_chunk_messages, payload_size, serialize_response
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +399,7 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
 
     def _responses(self, rid: str, ev: Any, t0: float) -> list[pb.GenerateResponse | bytes]:
         if isinstance(ev, Image):  # pre-serialized: the payload is copied once (wire.py)
-            self._metrics.image_bytes.inc(len(ev.data))
+            self._metrics.image_bytes.inc(payload_size(ev.data))
             return list(image_chunk_messages(
                 rid, ev.data, CHUNK_BYTES, image_index=ev.index, seed=ev.seed,
                 format=OUTPUT_ENUM[ev.format], width=ev.width, height=ev.height))

@@ -30,21 +30,44 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def image_chunk_messages(request_id: str, data: bytes | memoryview, chunk_bytes: int,
+# an encoded file: one buffer, or pieces to concatenate in order
+Payload = bytes | memoryview | list[bytes | memoryview]
+
+
+def _views(data: Payload) -> list[memoryview]:
+    return [memoryview(p).cast("B") for p in (data if isinstance(data, list) else [data])]
+
+
+def payload_size(data: Payload) -> int:
+    return sum(v.nbytes for v in _views(data))
+
+
+def image_chunk_messages(request_id: str, data: Payload, chunk_bytes: int,
                          **meta: Any) -> list[bytes]:
     """Serialized GenerateResponse(request_id, image_chunk=ImageChunk(**meta, data, offset,
-    total_size, last)) messages, one per chunk_bytes of data (one message for empty data)."""
-    mv = memoryview(data).cast("B")
-    n = mv.nbytes
+    total_size, last)) messages, one per chunk_bytes of data (one message for empty data);
+    data may come in pieces (chunk boundaries do not depend on them)."""
+    views = [v for v in _views(data) if v.nbytes]
+    n = sum(v.nbytes for v in views)
     head = pb.GenerateResponse(request_id=request_id).SerializeToString()
     out = []
+    i = pos = 0  # the next byte: views[i][pos]
     for off in range(0, max(n, 1), chunk_bytes):
-        piece = mv[off:off + chunk_bytes]
+        take = min(chunk_bytes, n - off)
+        pieces: list[bytes | memoryview] = []
+        while take:
+            v = views[i][pos:pos + take]
+            pieces.append(v)
+            take -= v.nbytes
+            pos += v.nbytes
+            if pos == views[i].nbytes:
+                i, pos = i + 1, 0
+        size = sum(len(p) for p in pieces)
         last = off + chunk_bytes >= n
         fields = pb.ImageChunk(offset=off, total_size=n, last=last, **meta).SerializeToString()
-        payload = [_DATA_TAG, _varint(len(piece)), piece] if len(piece) else []  # proto3: no empty
-        size = len(fields) + sum(len(p) for p in payload)
-        out.append(b"".join([head, _IMAGE_CHUNK_TAG, _varint(size), fields, *payload]))
+        payload = [_DATA_TAG, _varint(size), *pieces] if size else []  # proto3: no empty field
+        length = len(fields) + sum(len(p) for p in payload)
+        out.append(b"".join([head, _IMAGE_CHUNK_TAG, _varint(length), fields, *payload]))
     return out
 
 

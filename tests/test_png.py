@@ -55,9 +55,36 @@ def test_smaller_than_raw_on_smooth_images() -> None:
     a = np.stack([x * 2, y * 2, (x + y)], -1).astype(np.uint8)
     data = png.encode_png(a)
     assert len(data) < a.size / 4
-    # the IDAT stream is a standard zlib stream
-    idat = data[data.index(b"IDAT") + 4:data.index(b"IEND") - 8]
-    assert len(zlib.decompress(idat)) == 128 * (1 + 128 * 3)
+    # the IDAT chunks hold one standard zlib stream
+    assert len(zlib.decompress(_idat_stream(data))) == 128 * (1 + 128 * 3)
+
+
+def _idat_stream(data: bytes) -> bytes:
+    """The concatenated IDAT data of a PNG, every chunk's CRC checked."""
+    pos, out = 8, b""
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        crc = int.from_bytes(data[pos + 8 + n:pos + 12 + n], "big")
+        assert zlib.crc32(kind + body) == crc, kind
+        out += body if kind == b"IDAT" else b""
+        pos += 12 + n
+    return out
+
+
+def test_adler32_combine() -> None:
+    rng = np.random.default_rng(3)
+    for n1, n2 in [(0, 0), (0, 5), (5, 0), (1, 1), (70000, 3), (5552, 5552), (1 << 20, 123457)]:
+        a = rng.integers(0, 256, n1, np.uint8).tobytes()
+        b = rng.integers(0, 256, n2, np.uint8).tobytes()
+        assert png.adler32_combine(zlib.adler32(a), zlib.adler32(b), n2) == zlib.adler32(a + b)
+    b = b"\xff" * 100000  # the largest sums
+    assert png.adler32_combine(zlib.adler32(b), zlib.adler32(b), len(b)) == zlib.adler32(b + b)
+
+
+def test_parts_are_the_file() -> None:
+    a = np.random.default_rng(4).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    assert b"".join(png.encode_png_parts(a, [("k", "v")])) == png.encode_png(a, [("k", "v")])
 
 
 @pytest.mark.parametrize("bad", [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 2), np.uint8),
@@ -103,3 +130,5 @@ def test_parallel_halves_make_one_valid_stream(
         data = png.encode_png(a, [("k", "v")], pool=pool)
         assert pool.submitted == 1  # the second half did go to the pool
     np.testing.assert_array_equal(np.asarray(_decode(data)), a)
+    rows = zlib.decompress(_idat_stream(data))  # one zlib stream over both halves
+    assert rows == png.filter_rows(a).tobytes()

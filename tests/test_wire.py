@@ -3,12 +3,13 @@ would build."""
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
 
 from edge_server._proto import imagegen_pb2 as pb
-from edge_server.wire import image_chunk_messages, serialize_response
+from edge_server.wire import image_chunk_messages, payload_size, serialize_response
 
 META = {"image_index": 2, "seed": 2**63 + 5, "format": pb.IMAGE_FORMAT_PNG, "width": 1024,
         "height": 768}
@@ -40,6 +41,16 @@ def test_large_image_in_one_mib_chunks():
     got = image_chunk_messages("x", memoryview(data), 1 << 20, **META)
     assert len(got) == 3 and all(len(b) < (1 << 20) + 64 for b in got)
     assert [pb.GenerateResponse.FromString(b) for b in got] == expected("x", data, 1 << 20)
+
+
+@pytest.mark.parametrize("cuts", [[], [0], [3, 3, 10], [1, 2, 3, 4, 5, 6, 7, 8, 9], [299]])
+def test_pieces_give_the_same_messages(cuts):
+    data = os.urandom(300)
+    edges = [0, *cuts, len(data)]
+    pieces = [memoryview(data)[a:b] for a, b in itertools.pairwise(edges)]
+    assert payload_size(pieces) == len(data)
+    want = image_chunk_messages("r", data, 7, **META)
+    assert image_chunk_messages("r", pieces, 7, **META) == want
 
 
 def test_serializer_passes_bytes_through():
