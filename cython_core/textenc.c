@@ -620,6 +620,7 @@ eng_status eng_text_encoder_activation_bytes(eng_model *m, int64_t n, size_t *ou
 
 eng_status eng_text_encoder_forward(eng_model *m, const int32_t *ids, int64_t n, float *out,
                                     size_t out_bytes, const eng_request *req, eng_error *err) {
+    eng_cpu_clear_upper();  /* scalar RoPE tables first: see internal.h */
     textenc_model *t;
     eng_status st = loaded(m, &t, err);
     if (st != ENG_OK) return st;

@@ -525,6 +525,7 @@ eng_status eng_vae_plan_decode(eng_model *m, int32_t h, int32_t w, const eng_vae
 eng_status eng_vae_decode(eng_model *m, const float *latents, int32_t z_dim, int32_t h,
                           int32_t w, float *rgb, size_t rgb_bytes, const eng_vae_options *opt,
                           const eng_request *req, eng_error *err) {
+    eng_cpu_clear_upper();  /* scalar code first (un-normalising the latents): see internal.h */
     eng_status st = eng_model_load_vae(m, err);
     if (st != ENG_OK) return st;
     const vae_model *v = m->extra[ENG_COMP_VAE];
