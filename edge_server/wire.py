@@ -16,9 +16,6 @@ from typing import Any
 from edge_server._proto import imagegen_pb2 as pb
 
 _WIRE_LEN = 2  # length-delimited wire type
-_IMAGE_CHUNK_TAG = bytes([pb.GenerateResponse.DESCRIPTOR.fields_by_name["image_chunk"].number << 3
-                          | _WIRE_LEN])
-_DATA_TAG = bytes([pb.ImageChunk.DESCRIPTOR.fields_by_name["data"].number << 3 | _WIRE_LEN])
 
 
 def _varint(n: int) -> bytes:
@@ -28,6 +25,14 @@ def _varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+def _tag(message: Any, field: str) -> bytes:
+    return _varint(message.DESCRIPTOR.fields_by_name[field].number << 3 | _WIRE_LEN)
+
+
+_IMAGE_CHUNK_TAG = _tag(pb.GenerateResponse, "image_chunk")
+_DATA_TAG = _tag(pb.ImageChunk, "data")
 
 
 # an encoded file: one buffer, or pieces to concatenate in order
