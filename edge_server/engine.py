@@ -514,8 +514,7 @@ class EngineAdapter:
         trim = getattr(self._model, "trim", None)
         if trim is None or self.state != "ready":
             return
-        if self._trim_timer is not None:
-            self._trim_timer.cancel()
+        self._cancel_trim()
 
         def fire() -> None:
             self._trim_timer = None
@@ -541,9 +540,8 @@ class EngineAdapter:
         queue_s = 0.0
         try:
             if ticket.granted:  # start the engine first: Queued(0) is written while it runs
-                queue_s = time.perf_counter() - t_accept
-                run = _Run(job, _engine.CancelToken())
-                self._start(run)
+                run = self._start(job)
+                queue_s = run.t_start - t_accept
             last = self._position(ticket)
             yield Queued(last, len(self._waiters))
             while not ticket.granted:
@@ -556,9 +554,8 @@ class EngineAdapter:
                     last = pos
                     yield Queued(pos, len(self._waiters))
             if run is None:
-                queue_s = time.perf_counter() - t_accept
-                run = _Run(job, _engine.CancelToken())
-                self._start(run)
+                run = self._start(job)
+                queue_s = run.t_start - t_accept
             yield Started(job, queue_s)
             async for event in self._events(run, queue_s):
                 yield event
@@ -574,12 +571,16 @@ class EngineAdapter:
             elif not run.future.done() and not run.delivered:
                 await self._stop(run, "")
 
-    def _start(self, run: _Run) -> None:
-        if self._trim_timer is not None:  # busy again: keep the memory
+    def _cancel_trim(self) -> None:
+        if self._trim_timer is not None:
             self._trim_timer.cancel()
             self._trim_timer = None
+
+    def _start(self, job: GenerateJob) -> _Run:
+        """A run of job on the engine thread, started now."""
+        self._cancel_trim()  # busy again: keep the memory
+        run = _Run(job, _engine.CancelToken())
         loop = asyncio.get_running_loop()
-        job = run.job
         model = self.model
         q: asyncio.Queue[Any] = asyncio.Queue()
         run_q = q
@@ -635,6 +636,7 @@ class EngineAdapter:
         run.future.add_done_callback(lambda f: q.put_nowait(_END))
         run.queue = q
         self._runs.add(run)
+        return run
 
     async def _events(self, run: _Run, queue_s: float) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
@@ -743,9 +745,7 @@ class EngineAdapter:
         if self.state != "closed":
             await self.drain(0.0)
             self.state = "closed"
-        if self._trim_timer is not None:
-            self._trim_timer.cancel()
-            self._trim_timer = None
+        self._cancel_trim()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._executor.shutdown, True)
         await loop.run_in_executor(None, self._aux.shutdown, True)
