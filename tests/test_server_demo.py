@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,7 +107,7 @@ def test_real_engine_cancel_frees_it_within_a_block(demo_model):
     with ServerThread(demo_config(demo_model)).start() as st, \
             grpc.insecure_channel(st.address) as ch:
         stub = pb_grpc.ImageGenerationStub(ch)
-        long = stub.Generate(pb.GenerateRequest(prompt="x", width=512, height=512, steps=100),
+        long = stub.Generate(pb.GenerateRequest(prompt="x", width=1024, height=1024, steps=100),
                              timeout=120)
         for m in long:
             if m.HasField("step"):
@@ -133,7 +134,7 @@ def test_validation_overload_and_deadline(demo_model):
             assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
             (bad,) = [d for d in status_details(ei.value) if d.DESCRIPTOR.name == "BadRequest"]
             assert field in {v.field for v in bad.field_violations}, name
-        big = pb.GenerateRequest(prompt="x", width=512, height=512, steps=100)
+        big = pb.GenerateRequest(prompt="x", width=1024, height=1024, steps=100)
         a = stub.Generate(big, timeout=60)
         next(a)
         b = stub.Generate(pb.GenerateRequest(prompt="y", steps=1), timeout=60)
@@ -248,7 +249,9 @@ def test_subprocess_serve_generate_and_sigterm_drain(demo_model, reference, tmp_
         # SIGTERM while a generation runs: NOT_SERVING, the running one finishes, clean exit
         with grpc.insecure_channel(f"unix:{sock}") as ch:
             stub = pb_grpc.ImageGenerationStub(ch)
-            call = stub.Generate(pb.GenerateRequest(prompt="x", width=512, height=512,
+            # long enough (about 3 s here) to still run through the checks below: when it
+            # ended before them, the late request raced the server's exit on this channel
+            call = stub.Generate(pb.GenerateRequest(prompt="x", width=1024, height=1024,
                                                     steps=40), timeout=60)
             for m in call:
                 if m.HasField("step"):
@@ -271,6 +274,7 @@ def test_subprocess_serve_generate_and_sigterm_drain(demo_model, reference, tmp_
         log = _finish(proc)
         assert proc.returncode == 0, log
         assert "draining" in log and "stopped" in log
+        assert re.search(r"draining grace_s=\S+ running=1", log), log  # the premise: it ran
         assert not sock.exists()
     finally:
         if proc.poll() is None:
@@ -287,7 +291,7 @@ def test_subprocess_grace_expiry_cancels_and_bad_config_exits_2(demo_model, tmp_
         notify.wait_for(lambda m: m.startswith("READY=1"), timeout=30)
         with grpc.insecure_channel(f"unix:{sock}") as ch:
             stub = pb_grpc.ImageGenerationStub(ch)
-            call = stub.Generate(pb.GenerateRequest(prompt="x", width=512, height=512,
+            call = stub.Generate(pb.GenerateRequest(prompt="x", width=1024, height=1024,
                                                     steps=100), timeout=60)
             for m in call:
                 if m.HasField("step"):
