@@ -36,6 +36,8 @@ cdef extern from "engine.h" nogil:
     eng_status eng_vae_decode(eng_model *m, const float *latents, int32_t z_dim, int32_t h,
                               int32_t w, float *rgb, size_t rgb_bytes, const eng_vae_options *opt,
                               const eng_request *req, eng_error *err)
+    eng_status eng_to_rgb8(eng_runtime *rt, const float *x, int64_t c, int64_t h, int64_t w,
+                           uint8_t *out, size_t out_bytes, eng_error *err)
 
 
 def _vae_int(name, v, lo, hi):
@@ -142,5 +144,29 @@ def vae_decode(Model m, latents, *, tiling=None, tile=None, overlap=None, memory
     _clear(&err)
     with nogil:
         st = eng_vae_decode(m._m, &lv[0, 0, 0], z, h, w, &ov[0, 0, 0], obytes, &o, &req, &err)
+    _check(st, &err)
+    return out
+
+
+def to_rgb8(x, Runtime runtime=None):
+    """Decoded planes float32 (c, h, w), c in 1..4, nominally in [-1, 1] -> uint8 (h, w, c):
+    round_half_even(clamp(x * 0.5 + 0.5, 0, 1) * 255), exactly what diffusers'
+    VaeImageProcessor.postprocess gives (NaN -> 0). Runs on runtime's pool (default: the
+    default runtime) with the GIL released."""
+    _f32("x", x, 3)
+    cdef int64_t c = x.shape[0], h = x.shape[1], w = x.shape[2]
+    if not 1 <= c <= 4 or not 1 <= h <= 65536 or not 1 <= w <= 65536:
+        raise _invalid(f"x must be (1..4, 1..65536, 1..65536), got {x.shape}")
+    rt = runtime if runtime is not None else get_runtime()
+    out = np.empty((h, w, c), dtype=np.uint8)
+    cdef uint8_t[:, :, ::1] ov = out
+    cdef const float[:, :, ::1] xv = x
+    cdef size_t obytes = out.nbytes
+    cdef eng_runtime *r = (<Runtime>rt)._rt
+    cdef eng_error err
+    cdef eng_status st
+    _clear(&err)
+    with nogil:
+        st = eng_to_rgb8(r, &xv[0, 0, 0], c, h, w, &ov[0, 0, 0], obytes, &err)
     _check(st, &err)
     return out

@@ -334,6 +334,12 @@ eng_status eng_vae_decode(eng_model *m, const float *latents, int32_t z_dim, int
                           int32_t w, float *rgb, size_t rgb_bytes, const eng_vae_options *opt,
                           const eng_request *req, eng_error *err);
 
+/* Decoded planes -> 8-bit pixels as diffusers' VaeImageProcessor.postprocess makes them
+ * (pixels.c): out[y, x, ch] = round_half_even(clamp(x[ch, y, x] * 0.5 + 0.5, 0, 1) * 255),
+ * NaN -> 0. x (c, h, w) float32, c in 1..4, sides 1..65536; out (h, w, c) uint8. */
+eng_status eng_to_rgb8(eng_runtime *rt, const float *x, int64_t c, int64_t h, int64_t w,
+                       uint8_t *out, size_t out_bytes, eng_error *err);
+
 /* ---- text encoder (textenc.c; Qwen2.5-VL language model) ----------------------------- */
 /* text_encoder/config.json: flat keys or transformers 5's "text_config" nesting; weights
  * model.safetensors[.index.json] named model.* (as Qwen-Image ships) or

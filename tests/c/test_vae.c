@@ -420,7 +420,70 @@ static void test_decode_api(void) {
     CHECK(system(cmd) == 0, "cleanup %s", dir);
 }
 
+/* The formula eng_to_rgb8 implements, written step by step: volatile stores round every
+ * intermediate to float (no contraction), nearbyintf rounds ties to even. */
+static uint8_t ref_u8(float x) {
+    volatile float v = x * 0.5f;
+    v = v + 0.5f;
+    float c = v;
+    if (!(c > 0.0f)) c = 0.0f; /* and NaN -> 0 */
+    if (c > 1.0f) c = 1.0f;
+    volatile float y = c * 255.0f;
+    return (uint8_t)nearbyintf(y);
+}
+
+static void test_to_rgb8(void) {
+    enum { N_SPECIAL = 8 };
+    const float special[N_SPECIAL] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e30f, -1e30f, 1.0f};
+    test_rng r = {0x5eed};
+    const int64_t shapes[][3] = {{3, 5, 1100}, {1, 7, 5}, {4, 3, 9}, {3, 1, 1}, {2, 17, 513}};
+    for (int threads = 1; threads <= 2; threads++) {
+        eng_runtime *rt = test_runtime(ENG_ISA_AUTO, threads);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            const int64_t c = shapes[s][0], h = shapes[s][1], w = shapes[s][2], n = c * h * w;
+            float *x = malloc((size_t)n * sizeof *x);    /* (c, h, w) */
+            uint8_t *out = malloc((size_t)n);            /* (h, w, c) */
+            for (int64_t i = 0; i < n; i++) {
+                const int64_t kind = test_int(&r, 0, 9);
+                if (kind < 5) {
+                    x[i] = test_uniform(&r) * 1.2f;
+                } else if (kind < 9) { /* a tie of v * 255 (k + 0.5) or a float next to one */
+                    const float v = ((float)test_int(&r, 0, 254) + 0.5f) / 255.0f;
+                    float t = v * 2.0f - 1.0f;
+                    for (int64_t step = test_int(&r, -2, 2); step; step += step < 0 ? 1 : -1)
+                        t = nextafterf(t, step < 0 ? -2.0f : 2.0f);
+                    x[i] = t;
+                } else {
+                    x[i] = special[test_int(&r, 0, N_SPECIAL - 1)];
+                }
+            }
+            eng_error err;
+            eng_err_clear(&err);
+            CHECK(eng_to_rgb8(rt, x, c, h, w, out, (size_t)n, &err) == ENG_OK, "%s", err.message);
+            int64_t bad = 0, first = -1;
+            for (int64_t ch = 0; ch < c; ch++)
+                for (int64_t p = 0; p < h * w; p++)
+                    if (out[p * c + ch] != ref_u8(x[ch * h * w + p]) && !bad++) first = ch * h * w + p;
+            CHECK(bad == 0, "threads=%d shape (%lld,%lld,%lld): %lld differ, first x=%.9g", threads,
+                  (long long)c, (long long)h, (long long)w, (long long)bad,
+                  first >= 0 ? (double)x[first] : 0.0);
+            free(x);
+            free(out);
+        }
+        float x1[3] = {0};
+        uint8_t o1[3];
+        eng_error err;
+        eng_err_clear(&err);
+        CHECK(eng_to_rgb8(rt, x1, 5, 1, 1, o1, 5, &err) == ENG_ERR_INVALID_ARG, "c=5 accepted");
+        CHECK(eng_to_rgb8(rt, x1, 3, 1, 1, o1, 2, &err) == ENG_ERR_INVALID_ARG, "small out");
+        CHECK(eng_to_rgb8(rt, NULL, 3, 1, 1, o1, 3, &err) == ENG_ERR_INVALID_ARG, "NULL x");
+        CHECK(eng_to_rgb8(NULL, x1, 3, 1, 1, o1, 3, &err) == ENG_ERR_INVALID_ARG, "NULL runtime");
+        eng_runtime_free(rt);
+    }
+}
+
 int main(void) {
+    RUN(test_to_rgb8);
     RUN(test_conv_random);
     RUN(test_conv_blocking);
     RUN(test_upconv);
