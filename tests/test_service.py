@@ -25,6 +25,7 @@ from server_util import (
 from edge_server import _engine
 from edge_server._proto import imagegen_pb2 as pb
 from edge_server._proto import imagegen_pb2_grpc as pb_grpc
+from edge_server.engine import INLINE_PREVIEW_PIXELS
 from edge_server.pipeline import SizeLimits
 from edge_server.service import CHUNK_BYTES, SERVICE_NAME
 
@@ -194,6 +195,12 @@ def test_previews_encoded_and_raw_latent(shared):
             format=pb.PREVIEW_FORMAT_JPEG, max_side=40)), timeout=10))
         s = next(r.step for r in rs if r.HasField("step"))
         assert max(s.preview_width, s.preview_height) == 40
+        # a latent over INLINE_PREVIEW_PIXELS is encoded on an encode thread: same result
+        rs = list(stub.Generate(req(width=1024, height=768, steps=1, preview=pb.PreviewOptions(
+            format=pb.PREVIEW_FORMAT_PNG)), timeout=10))
+        s = next(r.step for r in rs if r.HasField("step"))
+        assert INLINE_PREVIEW_PIXELS < 128 * 96
+        assert Image.open(io.BytesIO(s.preview_image)).size == (128, 96)
     finally:
         st.model.step_s = 0.002
 
