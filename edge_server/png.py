@@ -42,7 +42,7 @@ def _adler32(data: bytes | memoryview, value: int = 1) -> int:
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FILTER_UP = 2
 ISAL_MEM_LEVEL = 9  # faster than the default 8 on 256² .. 1024² images, same size (±0.1 %)
-PARALLEL_MIN_BYTES = 1 << 20  # below this the hop to a second thread costs what it saves
+PARALLEL_MIN_BYTES = 1 << 19  # below this the hop to a second thread costs what it saves
 _COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
 
 
