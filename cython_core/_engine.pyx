@@ -664,18 +664,27 @@ cdef class Model:
 
 # ---- sampling ----------------------------------------------------------------------------
 
-def randn(seed, shape, offset=0):
+def randn(seed, shape, offset=0, Runtime runtime=None):
     """Counter-based standard normal noise (Philox4x32-10 + Box-Muller, see engine.h): the same
-    seed gives the same numbers on every ISA, thread count and backend."""
+    seed gives the same numbers on every ISA, thread count and backend. With a runtime the
+    work is spread over its threads (same numbers)."""
     if not isinstance(seed, int) or not 0 <= seed < 2**64:
         raise _invalid(f"seed must be an integer in [0, 2^64), got {seed!r}")
     out = np.empty(shape, dtype=np.float32)
     cdef float[::1] ov = out.reshape(-1)
     cdef uint64_t s = seed, off = offset
     cdef int64_t n = out.size
+    cdef eng_runtime *r = runtime._rt if runtime is not None else NULL
+    cdef eng_error err
+    cdef eng_status st = ENG_OK
+    _clear(&err)
     if n:
         with nogil:
-            eng_randn(s, off, &ov[0], n)
+            if r != NULL:
+                st = eng_randn_parallel(r, s, off, &ov[0], n, &err)
+            else:
+                eng_randn(s, off, &ov[0], n)
+    _check(st, &err)
     return out
 
 

@@ -146,6 +146,8 @@ cdef extern from "engine.h" nogil:
                                        size_t out_bytes, const eng_request *req, eng_error *err)
 
     void eng_randn(uint64_t seed, uint64_t offset, float *out, int64_t n)
+    eng_status eng_randn_parallel(eng_runtime *rt, uint64_t seed, uint64_t offset, float *out,
+                                  int64_t n, eng_error *err)
     ctypedef struct eng_denoise_params:
         const float *txt
         int64_t n_txt

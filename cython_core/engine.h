@@ -268,6 +268,9 @@ eng_status eng_transformer_forward(eng_model *m, const float *latents, int64_t n
  * Box-Muller in double: r = sqrt(-2 ln a0), out = r cos(2 pi a1), r sin(2 pi a1) for lanes 0, 1
  * and the same with (a2, a3) for lanes 2, 3; rounded to float32. */
 void eng_randn(uint64_t seed, uint64_t offset, float *out, int64_t n);
+/* The same numbers, computed on rt's thread pool (bit-identical for any thread count). */
+eng_status eng_randn_parallel(eng_runtime *rt, uint64_t seed, uint64_t offset, float *out,
+                              int64_t n, eng_error *err);
 
 typedef struct eng_denoise_params {
     const float   *txt;         /* (n_txt, joint_dim) prompt embeddings                    */

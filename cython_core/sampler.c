@@ -48,6 +48,37 @@ void eng_randn(uint64_t seed, uint64_t offset, float *out, int64_t n) {
     }
 }
 
+/* eng_randn over the runtime's pool: contiguous pieces of the stream, each computed exactly as
+ * one eng_randn call computes it (an element depends only on seed and its index), so the
+ * result is bit-identical for every thread count. */
+#define RANDN_PIECE 8192 /* elements per task (~0.2 ms) */
+
+typedef struct randn_job {
+    uint64_t seed, offset;
+    float *out; /* (n,) */
+    int64_t n;
+} randn_job;
+
+static void randn_task(void *ctx, int64_t task, int thread) {
+    const randn_job *j = ctx;
+    const int64_t i0 = task * RANDN_PIECE;
+    const int64_t len = j->n - i0 < RANDN_PIECE ? j->n - i0 : RANDN_PIECE;
+    eng_randn(j->seed, j->offset + (uint64_t)i0, j->out + i0, len);
+}
+
+eng_status eng_randn_parallel(eng_runtime *rt, uint64_t seed, uint64_t offset, float *out,
+                              int64_t n, eng_error *err) {
+    if (!rt) return eng_err_set(err, ENG_ERR_INVALID_ARG, "randn: runtime is NULL");
+    if (n < 0 || (n > 0 && !out))
+        return eng_err_set(err, ENG_ERR_INVALID_ARG, "randn: n=%lld, out %s", (long long)n,
+                           out ? "given" : "NULL");
+    randn_job j = {.seed = seed, .offset = offset, .out = out, .n = n};
+    pthread_mutex_lock(&rt->lock);
+    eng_pool_run(rt->pool, (n + RANDN_PIECE - 1) / RANDN_PIECE, randn_task, &j);
+    pthread_mutex_unlock(&rt->lock);
+    return ENG_OK;
+}
+
 /* ---- denoising loop ------------------------------------------------------------------ */
 
 /* x0 (n_img, C*p*p) packed -> (C, h_lat, w_lat): token (y, x) of the (h_lat/p, w_lat/p) grid,

@@ -255,7 +255,8 @@ class PipelineMixin:
         for i in range(num_images):
             s = seed + i
             noise = init[i] if init is not None else None
-            x = noise if noise is not None else pack_latents(_engine.randn(s, (ch, h_lat, w_lat)))
+            x = noise if noise is not None else pack_latents(
+                _engine.randn(s, (ch, h_lat, w_lat), runtime=self.runtime))  # type: ignore[attr-defined]
             last = [time.perf_counter()]
 
             def step_cb(

@@ -89,3 +89,9 @@ def test_randn_is_a_stable_counter_based_stream():
     np.testing.assert_allclose(
         _engine.randn(0, (4,)), [0.9911377, -0.9246626, -0.61760896, -0.4820686], rtol=0, atol=1e-6
     )
+    # on a runtime's threads (what the pipeline uses): the same numbers, bit for bit
+    for threads in (1, 2, 3):
+        rt = _engine.Runtime(None, threads)
+        for shape, off in (((16, 40, 40), 0), ((8193,), 5), ((3,), 8190), ((0,), 0)):
+            np.testing.assert_array_equal(_engine.randn(9, shape, off, runtime=rt),
+                                          _engine.randn(9, shape, off))

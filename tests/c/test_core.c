@@ -225,6 +225,21 @@ static void test_philox_and_randn(void) {
     for (int i = 0; i < (1 << 16); i++) s += big[i], s2 += (double)big[i] * big[i];
     s /= 1 << 16, s2 /= 1 << 16;
     CHECK(fabs(s) < 0.02 && fabs(s2 - 1.0) < 0.03, "mean %.4f var %.4f", s, s2);
+    /* on a pool: bit-identical for every thread count, offset and length */
+    static float par[(1 << 16) + 8];
+    for (int threads = 1; threads <= 3; threads++) {
+        eng_runtime *rt = test_runtime(ENG_ISA_AUTO, threads);
+        eng_error err;
+        eng_err_clear(&err);
+        CHECK(eng_randn_parallel(rt, 7, 0, par, 1 << 16, &err) == ENG_OK, "%s", err.message);
+        CHECK(memcmp(par, big, sizeof big) == 0, "threads=%d: differs from eng_randn", threads);
+        CHECK(eng_randn_parallel(rt, 12345, 5, par, 98, &err) == ENG_OK, "%s", err.message);
+        CHECK(memcmp(par, a + 5, 98 * sizeof(float)) == 0, "threads=%d: offset 5", threads);
+        CHECK(eng_randn_parallel(rt, 1, 0, NULL, 4, &err) == ENG_ERR_INVALID_ARG, "NULL out");
+        CHECK(eng_randn_parallel(rt, 1, 0, par, -1, &err) == ENG_ERR_INVALID_ARG, "n < 0");
+        CHECK(eng_randn_parallel(NULL, 1, 0, par, 4, &err) == ENG_ERR_INVALID_ARG, "NULL rt");
+        eng_runtime_free(rt);
+    }
 }
 
 int main(void) {
