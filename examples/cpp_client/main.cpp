@@ -319,10 +319,11 @@ int main(int argc, char** argv) {
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr,
                "done: %d steps, %d previews, %.3f s wall; engine %.1f ms (prompt %.1f, "
-               "denoise %.1f, vae %.1f)%s\n",
+               "denoise %.1f, vae %.1f), server %.1f ms (queue %.1f, image encode %.1f)%s\n",
                steps_seen, previews, wall, summary.timings().engine_ms(),
                summary.timings().prompt_encode_ms(), summary.timings().denoise_ms(),
-               summary.timings().vae_decode_ms(),
+               summary.timings().vae_decode_ms(), summary.timings().total_ms(),
+               summary.timings().queue_ms(), summary.timings().image_encode_ms(),
                summary.prompt_truncated() ? " [prompt truncated]" : "");
   return 0;
 }
