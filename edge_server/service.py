@@ -400,9 +400,9 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
     def _responses(self, rid: str, ev: Any, t0: float) -> list[pb.GenerateResponse | bytes]:
         if isinstance(ev, Image):  # pre-serialized: the payload is copied once (wire.py)
             self._metrics.image_bytes.inc(payload_size(ev.data))
-            return list(image_chunk_messages(
+            return image_chunk_messages(
                 rid, ev.data, CHUNK_BYTES, image_index=ev.index, seed=ev.seed,
-                format=OUTPUT_ENUM[ev.format], width=ev.width, height=ev.height))
+                format=OUTPUT_ENUM[ev.format], width=ev.width, height=ev.height)
         if isinstance(ev, Finished):
             t = pb.StageTimings(
                 queue_ms=ev.queue_s * 1e3, prompt_encode_ms=ev.prompt_encode_s * 1e3,
