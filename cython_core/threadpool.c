@@ -2,9 +2,12 @@
  * Workers spin briefly on the generation counter (ops come in quick succession inside a
  * forward pass), then sleep on a condition variable; eng_pool_park ends the spin at once
  * (a burst of ops is over: leave the cores to the caller's other threads). The caller, done
- * with its share of a job, also spins on the count of workers still in it before it sleeps:
- * the last worker is usually microseconds behind, and a futex sleep and wake-up per op cost
- * more than that (78 of them per 256x256 demo generation, on a VM where each is expensive). */
+ * with its share of a job, spins a little on the count of workers still in it before it
+ * sleeps: the last worker is usually a few microseconds behind, less than a futex sleep and
+ * wake-up cost (78 of those per 256x256 demo generation made it 9% slower on the 2-vCPU dev
+ * VM). The caller's spin is kept short (CALLER_SPIN_ITERS): where the last worker was
+ * preempted by another thread (the server's event loop), a long spin would keep a core from
+ * both (A/B with 4 load.py clients: 20000 gave worse p99 latencies than 500 or 2000). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -13,6 +16,7 @@
 #include "threadpool.h"
 
 #define SPIN_ITERS 20000 /* about 0.26 ms of pause on the Zen 4 / EMR dev VMs (13 ns each) */
+#define CALLER_SPIN_ITERS 2000 /* about 26 us */
 
 struct eng_pool {
     int n;                      /* threads including the caller */
@@ -169,7 +173,7 @@ void eng_pool_run(eng_pool *p, int64_t n_tasks, eng_task_fn fn, void *ctx) {
 
     run_tasks(p, 0);
 
-    for (int i = 0; i < SPIN_ITERS; i++) {
+    for (int i = 0; i < CALLER_SPIN_ITERS; i++) {
         if (atomic_load_explicit(&p->active, memory_order_acquire) == 0) break;
         cpu_relax();
     }
