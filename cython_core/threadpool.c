@@ -5,18 +5,22 @@
  * with its share of a job, spins a little on the count of workers still in it before it
  * sleeps: the last worker is usually a few microseconds behind, less than a futex sleep and
  * wake-up cost (78 of those per 256x256 demo generation made it 9% slower on the 2-vCPU dev
- * VM). The caller's spin is kept short (CALLER_SPIN_ITERS): where the last worker was
- * preempted by another thread (the server's event loop), a long spin would keep a core from
- * both (A/B with 4 load.py clients: 20000 gave worse p99 latencies than 500 or 2000). */
+ * VM). The caller's spin is kept short (CALLER_SPIN_NS): where the last worker was preempted
+ * by another thread (the server's event loop), a long spin would keep a core from both (A/B
+ * with 4 load.py clients: a 0.26 ms spin gave worse p99 latencies than 6 or 26 us).
+ * Spins are measured in time, not iterations: a pause takes 13 ns on the dev VM, ~45 ns on
+ * Skylake-SP, and an ARM yield next to nothing. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "threadpool.h"
 
-#define SPIN_ITERS 20000 /* about 0.26 ms of pause on the Zen 4 / EMR dev VMs (13 ns each) */
-#define CALLER_SPIN_ITERS 2000 /* about 26 us */
+#define WORKER_SPIN_NS 250000 /* an idle worker's spin before it sleeps */
+#define CALLER_SPIN_NS 25000  /* the caller's spin on the last worker before it sleeps */
+#define SPIN_CLOCK_EVERY 32   /* spin iterations per clock read (~20-40 ns each, vDSO) */
 
 struct eng_pool {
     int n;                      /* threads including the caller */
@@ -49,6 +53,34 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spin while still(p) holds, for about budget_ns; returns still(p) at the end. */
+static int spin_while(eng_pool *p, int (*still)(eng_pool *, uint64_t), uint64_t arg,
+                      uint64_t budget_ns) {
+    uint64_t end = now_ns() + budget_ns;
+    for (unsigned i = 1;; i++) {
+        if (!still(p, arg)) return 0;
+        if (i % SPIN_CLOCK_EVERY == 0 && now_ns() >= end) return still(p, arg);
+        cpu_relax();
+    }
+}
+
+/* a worker that has seen generation `seen`: no new job yet and not parked */
+static int no_new_job(eng_pool *p, uint64_t seen) {
+    return atomic_load_explicit(&p->generation, memory_order_acquire) == seen &&
+           !atomic_load_explicit(&p->parked, memory_order_relaxed);
+}
+
+static int workers_busy(eng_pool *p, uint64_t unused) {
+    (void)unused;
+    return atomic_load_explicit(&p->active, memory_order_acquire) > 0;
+}
+
 static void run_tasks(eng_pool *p, int id) {
     int64_t t;
     while ((t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->n_tasks)
@@ -61,11 +93,8 @@ static void *worker_main(void *arg) {
     free(arg);
     uint64_t seen = 0;
     for (;;) {
-        for (int i = 0; i < SPIN_ITERS; i++) {
-            if (atomic_load_explicit(&p->generation, memory_order_acquire) != seen) break;
-            if (atomic_load_explicit(&p->parked, memory_order_relaxed)) break;
-            cpu_relax();
-        }
+        if (!atomic_load_explicit(&p->parked, memory_order_relaxed))
+            spin_while(p, no_new_job, seen, WORKER_SPIN_NS);
         pthread_mutex_lock(&p->mu);
         while (!p->stop && atomic_load_explicit(&p->generation, memory_order_acquire) == seen)
             pthread_cond_wait(&p->cv_work, &p->mu);
@@ -173,11 +202,7 @@ void eng_pool_run(eng_pool *p, int64_t n_tasks, eng_task_fn fn, void *ctx) {
 
     run_tasks(p, 0);
 
-    for (int i = 0; i < CALLER_SPIN_ITERS; i++) {
-        if (atomic_load_explicit(&p->active, memory_order_acquire) == 0) break;
-        cpu_relax();
-    }
-    if (atomic_load_explicit(&p->active, memory_order_acquire) > 0) {
+    if (spin_while(p, workers_busy, 0, CALLER_SPIN_NS)) {
         pthread_mutex_lock(&p->mu);
         while (atomic_load_explicit(&p->active, memory_order_acquire) > 0)
             pthread_cond_wait(&p->cv_done, &p->mu);
