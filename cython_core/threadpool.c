@@ -8,7 +8,7 @@
  * VM). The caller's spin is kept short (CALLER_SPIN_NS): where the last worker was preempted
  * by another thread (the server's event loop), a long spin would keep a core from both (A/B
  * with 4 load.py clients: a 0.26 ms spin gave worse p99 latencies than 6 or 26 us).
- * Spins are measured in time, not iterations: a pause takes 13 ns on the dev VM, ~45 ns on
+ * Spins are measured in time, not iterations: a pause takes 13 ns on the dev VM, 40-50 ns on
  * Skylake-SP, and an ARM yield next to nothing. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -62,6 +62,7 @@ static uint64_t now_ns(void) {
 /* Spin while still(p) holds, for about budget_ns; returns still(p) at the end. */
 static int spin_while(eng_pool *p, int (*still)(eng_pool *, uint64_t), uint64_t arg,
                       uint64_t budget_ns) {
+    if (!still(p, arg)) return 0; /* the common case: no clock read */
     uint64_t end = now_ns() + budget_ns;
     for (unsigned i = 1;; i++) {
         if (!still(p, arg)) return 0;
