@@ -51,4 +51,12 @@ static inline void *eng_runtime_thread_scratch(eng_runtime *rt, int thread) {
     return rt->scratch[thread];
 }
 
+/* A public op that is one parallel loop: n_tasks of fn on rt's pool, under rt->lock. */
+static inline void eng_runtime_parallel(eng_runtime *rt, int64_t n_tasks, eng_task_fn fn,
+                                        void *ctx) {
+    pthread_mutex_lock(&rt->lock);
+    eng_pool_run(rt->pool, n_tasks, fn, ctx);
+    pthread_mutex_unlock(&rt->lock);
+}
+
 #endif /* ENG_RUNTIME_H */

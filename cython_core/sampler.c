@@ -73,9 +73,7 @@ eng_status eng_randn_parallel(eng_runtime *rt, uint64_t seed, uint64_t offset, f
         return eng_err_set(err, ENG_ERR_INVALID_ARG, "randn: n=%lld, out %s", (long long)n,
                            out ? "given" : "NULL");
     randn_job j = {.seed = seed, .offset = offset, .out = out, .n = n};
-    pthread_mutex_lock(&rt->lock);
-    eng_pool_run(rt->pool, (n + RANDN_PIECE - 1) / RANDN_PIECE, randn_task, &j);
-    pthread_mutex_unlock(&rt->lock);
+    eng_runtime_parallel(rt, (n + RANDN_PIECE - 1) / RANDN_PIECE, randn_task, &j);
     return ENG_OK;
 }
 
