@@ -782,4 +782,5 @@ def denoise(Model m, latents, txt, sigmas, int height, int width, *, txt_mask=No
 
 # ---- components implemented in their own include files (one concern each) -------------
 include "_vae.pxi"
+include "_png.pxi"
 include "_textenc.pxi"

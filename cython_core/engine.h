@@ -343,6 +343,14 @@ eng_status eng_vae_decode(eng_model *m, const float *latents, int32_t z_dim, int
 eng_status eng_to_rgb8(eng_runtime *rt, const float *x, int64_t c, int64_t h, int64_t w,
                        uint8_t *out, size_t out_bytes, eng_error *err);
 
+/* The zlib stream of a PNG's image data (png.c): rows (h, row_bytes) of 8-bit pixels of bpp
+ * (1..4) bytes, Up-filtered and deflated on rt's pool (see png.c). out needs
+ * eng_png_zlib_bound(h, row_bytes) bytes, 0 when the size is out of range (rows up to 16 MiB,
+ * 2^40 bytes in all); *out_len receives the stream's length. */
+size_t eng_png_zlib_bound(int64_t h, int64_t row_bytes);
+eng_status eng_png_zlib(eng_runtime *rt, const uint8_t *px, int64_t h, int64_t row_bytes,
+                        int bpp, uint8_t *out, size_t out_cap, size_t *out_len, eng_error *err);
+
 /* ---- text encoder (textenc.c; Qwen2.5-VL language model) ----------------------------- */
 /* text_encoder/config.json: flat keys or transformers 5's "text_config" nesting; weights
  * model.safetensors[.index.json] named model.* (as Qwen-Image ships) or

@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -253,7 +253,7 @@ INLINE_PREVIEW_PIXELS = 64 * 64
 
 @dataclass(frozen=True, slots=True)
 class _Result:
-    value: tuple[Any, list[tuple[Payload, int, int]], float]  # work()'s return value
+    value: tuple[Any, list[Image], float]  # work()'s return value
 
 
 def _png_text(base: tuple[tuple[str, str], ...], seed: int) -> tuple[tuple[str, str], ...]:
@@ -267,11 +267,12 @@ def _png_text(base: tuple[tuple[str, str], ...], seed: int) -> tuple[tuple[str, 
 
 def encode_final(
     image: Any, fmt: str, quality: int, png_text: tuple[tuple[str, str], ...] = (),
-    pool: Executor | None = None,
+    runtime: Any = None,
 ) -> tuple[Payload, int, int]:
     """A PIL image or uint8 (h, w, 3) array -> (encoded file, width, height) in PNG / JPEG /
-    WEBP / RAW_RGB8 (pool: a second thread for the PNG compression). PNG and RAW_RGB8 come as
-    pieces (the server sends them without joining them into one bytes first)."""
+    WEBP / RAW_RGB8 (runtime: the _engine.Runtime whose pool compresses a PNG; default: this
+    thread). PNG and RAW_RGB8 come as pieces (the server sends them without joining them into
+    one bytes first)."""
     if isinstance(image, np.ndarray):
         rgb = image
     else:
@@ -279,8 +280,8 @@ def encode_final(
     h, w = rgb.shape[:2]
     if fmt == "RAW_RGB8":
         return [memoryview(np.ascontiguousarray(rgb)).cast("B")], w, h
-    if fmt == "PNG":  # the fast writer, with the text chunks and the optional second thread
-        return encode_png_parts(rgb, png_text, pool), w, h
+    if fmt == "PNG":  # the fast writer, with the text chunks, on the runtime's pool
+        return encode_png_parts(rgb, png_text, runtime), w, h
     if fmt not in ("JPEG", "WEBP"):
         raise ValueError(f"unknown output format {fmt!r}")
     return encode_image(rgb, fmt, 0, quality)  # full size
@@ -609,28 +610,37 @@ class EngineAdapter:
                 return True
             return False
 
-        def work() -> tuple[Any, list[tuple[Payload, int, int]], float]:
+        def work() -> tuple[Any, list[Image], float]:
             if run.stop:
                 raise _engine.Cancelled(6, "cancelled before start")
-            result = model.generate(
-                job.prompt,
-                width=job.width,
-                height=job.height,
-                steps=job.steps,
-                seed=job.seed,
-                negative_prompt=job.negative_prompt,
-                true_cfg_scale=job.true_cfg_scale,
-                num_images=job.num_images,
-                on_step=on_step,
-                cancel=run.token,
-            )
-            # encode here on the engine thread: no hop through the event loop to another thread
-            t0 = time.perf_counter()
-            pixels = getattr(result, "pixels", None) or result.images  # arrays skip PIL
-            encoded = [encode_final(img, job.output_format, job.output_quality,
-                                    _png_text(job.png_text, int(seed)), self._aux)
-                       for img, seed in zip(pixels, result.seeds, strict=True)]
-            out = (result, encoded, time.perf_counter() - t0)
+            runtime = getattr(model, "runtime", None)
+            try:
+                result = model.generate(
+                    job.prompt,
+                    width=job.width,
+                    height=job.height,
+                    steps=job.steps,
+                    seed=job.seed,
+                    negative_prompt=job.negative_prompt,
+                    true_cfg_scale=job.true_cfg_scale,
+                    num_images=job.num_images,
+                    on_step=on_step,
+                    cancel=run.token,
+                    park=False,  # the pool encodes the PNG next (the cores are idle now)
+                )
+                # encode here on the engine thread, on the engine's pool: no hop through the
+                # event loop to another thread
+                t0 = time.perf_counter()
+                pixels = getattr(result, "pixels", None) or result.images  # arrays skip PIL
+                images = []
+                for i, (img, seed) in enumerate(zip(pixels, result.seeds, strict=True)):
+                    data, w, h = encode_final(img, job.output_format, job.output_quality,
+                                              _png_text(job.png_text, int(seed)), runtime)
+                    images.append(Image(i, int(seed), job.output_format, w, h, data))
+            finally:
+                if runtime is not None:
+                    runtime.park()  # the pool's threads stop spinning: the cores go to the loop
+            out = (result, images, time.perf_counter() - t0)
             # straight into the event queue: the consumer wakes one loop pass sooner than
             # through the future's callbacks (the future still completes for bookkeeping)
             with contextlib.suppress(RuntimeError):  # the loop is closed
@@ -672,7 +682,7 @@ class EngineAdapter:
                        preview)
         try:
             out = msg.value if isinstance(msg, _Result) else run.future.result()
-            result, encoded, encode_s = out
+            result, images, encode_s = out
             run.delivered = True
         except _engine.Cancelled:
             if run.reason:
@@ -685,8 +695,8 @@ class EngineAdapter:
         self._s_per_unit = (0.8 * self._s_per_unit + 0.2 * per_unit
                             if self._speed_samples else per_unit)
         self._speed_samples += 1
-        for i, ((data, w, h), seed) in enumerate(zip(encoded, result.seeds, strict=True)):
-            yield Image(i, int(seed), job.output_format, w, h, data)
+        for image in images:
+            yield image
         neg = result.negative_info
         yield Finished(
             seeds=tuple(int(s) for s in result.seeds),

@@ -198,12 +198,15 @@ class PipelineMixin:
         on_step: Callable[[StepInfo], object] | None = None,
         cancel: _engine.CancelToken | None = None,
         vae_preview_every: int = 0,
+        park: bool = True,
     ) -> GenerationResult:
         """Generate num_images images for one prompt (seeds seed, seed+1, ...).
 
         latents (packed, (N_img, 64) or (num_images, N_img, 64)) replaces the seeded noise
         (parity tests). on_step(StepInfo) runs after every step; a truthy return stops the
-        generation (Cancelled). cancel stops it within one transformer block."""
+        generation (Cancelled). cancel stops it within one transformer block. park=False
+        leaves the runtime's pool threads spinning for a moment (for a caller that runs more
+        engine work at once, e.g. the server's PNG encoding; it parks them itself)."""
         t_start = time.perf_counter()
         lim = self.limits
         if not isinstance(prompt, str) or not prompt.strip():
@@ -298,7 +301,8 @@ class PipelineMixin:
             seeds.append(s)
             finals.append(out)
         timings.total_s = time.perf_counter() - t_start
-        self.runtime.park()  # type: ignore[attr-defined]  # the cores go to the caller now
+        if park:
+            self.runtime.park()  # type: ignore[attr-defined]  # the cores go to the caller now
         return GenerationResult(
             [], seeds, steps, [float(v) for v in sigmas], pinfo, ninfo, timings, finals,
             pixels,

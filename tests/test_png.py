@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from edge_server import png
+from edge_server import _engine, png
 
 
 def _decode(data: bytes) -> Image.Image:
@@ -72,16 +71,6 @@ def _idat_stream(data: bytes) -> bytes:
     return out
 
 
-def test_adler32_combine() -> None:
-    rng = np.random.default_rng(3)
-    for n1, n2 in [(0, 0), (0, 5), (5, 0), (1, 1), (70000, 3), (5552, 5552), (1 << 20, 123457)]:
-        a = rng.integers(0, 256, n1, np.uint8).tobytes()
-        b = rng.integers(0, 256, n2, np.uint8).tobytes()
-        assert png.adler32_combine(zlib.adler32(a), zlib.adler32(b), n2) == zlib.adler32(a + b)
-    b = b"\xff" * 100000  # the largest sums
-    assert png.adler32_combine(zlib.adler32(b), zlib.adler32(b), len(b)) == zlib.adler32(b + b)
-
-
 def test_parts_are_the_file() -> None:
     a = np.random.default_rng(4).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     assert b"".join(png.encode_png_parts(a, [("k", "v")])) == png.encode_png(a, [("k", "v")])
@@ -100,35 +89,25 @@ def test_bad_text_key(key: str) -> None:
         png.encode_png(np.zeros((2, 2, 3), np.uint8), [(key, "v")])
 
 
-def test_zlib_fallback_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zlib_crc_fallback_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(png, "_isal", None)
     a = np.random.default_rng(2).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     np.testing.assert_array_equal(np.asarray(_decode(png.encode_png(a))), a)
 
 
-class _CountingPool(ThreadPoolExecutor):
-    submitted = 0
+def test_runtime_pool_makes_the_same_file() -> None:
+    """The bands are cut by size, not by thread count: any runtime gives the same bytes."""
+    a = np.random.default_rng(5).integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    a[100:200] = 9
+    one = png.encode_png(a, [("k", "v")])
+    two = png.encode_png(a, [("k", "v")], runtime=_engine.Runtime(None, 2))
+    assert one == two
+    np.testing.assert_array_equal(np.asarray(_decode(two)), a)
 
-    def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def,override]
-        self.submitted += 1
-        return super().submit(*args, **kwargs)
 
-
-@pytest.mark.parametrize("isal", [True, False])
-@pytest.mark.parametrize("shape", [(257, 129, 3), (2, 40000, 3), (700, 600, 3)])
-def test_parallel_halves_make_one_valid_stream(
-    monkeypatch: pytest.MonkeyPatch, isal: bool, shape: tuple[int, ...]
-) -> None:
-    if not isal:
-        monkeypatch.setattr(png, "_isal", None)
-    if shape[0] * shape[1] * shape[2] < png.PARALLEL_MIN_BYTES:
-        monkeypatch.setattr(png, "PARALLEL_MIN_BYTES", 1 << 12)
-    rng = np.random.default_rng(3)
-    a = rng.integers(0, 256, shape, dtype=np.uint8)
-    a[: shape[0] // 3] = 17  # compressible rows in the first piece
-    with _CountingPool(1) as pool:
-        data = png.encode_png(a, [("k", "v")], pool=pool)
-        assert pool.submitted == 1  # the second half did go to the pool
+def test_large_stream_is_split_into_idat_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(png, "MAX_IDAT", 1000)
+    a = np.random.default_rng(6).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    data = png.encode_png(a)
+    assert data.count(b"IDAT") == -(-len(_idat_stream(data)) // 1000) > 1
     np.testing.assert_array_equal(np.asarray(_decode(data)), a)
-    rows = zlib.decompress(_idat_stream(data))  # one zlib stream over both halves
-    assert rows == png.filter_rows(a).tobytes()

@@ -1,0 +1,618 @@
+/* png.c - the image data of a PNG (the zlib stream its IDAT chunks carry) from 8-bit pixels.
+ *
+ * The server's final images are PNGs of whatever the model made, encoded while the client
+ * waits, so the encoder is built for speed the way the fast PNG encoders are (fpnge, fpng):
+ *   - one fixed filter for every row, Up (each byte minus the byte above it; the first row
+ *     minus zeros), which turns vertical smoothness and flat areas into runs of small values;
+ *   - no hash-table LZ77: the only matches are repeats of the previous pixel (distance = bytes
+ *     per pixel, lengths 3..258), which take flat areas and solid colours down to a few bits
+ *     per run, then one dynamic Huffman code per band fitted to that band's symbols;
+ *   - a band whose Huffman coding would not be smaller than its bytes (noise) is stored as
+ *     is, exactly as zlib falls back to stored blocks;
+ *   - the rows are cut into bands of about BAND_BYTES that the runtime's pool codes in
+ *     parallel, each band ending on a byte boundary (an empty stored block, as zlib's sync
+ *     flush and pigz do), so that the bands concatenate into one deflate stream; each band
+ *     also sums its Adler-32, and the sums are combined in order.
+ * The output is a standard zlib stream (RFC 1950/1951) any inflater reads; the tests inflate
+ * it with zlib and decode the whole PNG with Pillow. On photographs it is about the size of
+ * zlib level 1 after the same filter; on noise it is the raw bytes plus 5 bytes per 64 KiB.
+ * Everything here is plain C (the scalar specification is the only path) on little- or
+ * big-endian machines. */
+
+#include <string.h>
+
+#include "runtime.h"
+
+#define BAND_BYTES (64 * 1024) /* filtered bytes per band: one pool task, one deflate block */
+#define STORED_MAX 65535       /* bytes per stored block */
+#define MIN_MATCH 3
+#define MAX_MATCH 258
+#define N_LITLEN 286 /* 0..255 literals, 256 end of block, 257..285 lengths */
+#define END_BLOCK 256
+#define N_DIST 30
+#define N_CLEN 19 /* the code-length alphabet */
+#define MAX_BITS 15
+#define MAX_CLEN_BITS 7
+#define PAD 8 /* bytes readable after the filtered rows (8-byte loads) and writable after a
+               * band's output (the bit writer stores 8 bytes at a time) */
+#define ADLER_MOD 65521u
+#define ADLER_NMAX 5552 /* bytes summed before the sums must be reduced (zlib's NMAX) */
+#define FILTER_UP 2
+#define MAX_ROW_BYTES ((int64_t)1 << 24)
+#define MAX_TOTAL ((int64_t)1 << 40) /* filtered bytes of one image */
+
+static const uint16_t LEN_BASE[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
+                                      31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+static const uint8_t LEN_EXTRA[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
+                                      2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const uint8_t CLEN_ORDER[N_CLEN] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
+                                           11, 4,  12, 3, 13, 2, 14, 1, 15};
+
+typedef struct png_band {
+    int64_t row0, rows; /* the image rows of this band */
+    uint8_t *f;         /* (rows, 1 + row_bytes) filtered rows, then PAD readable bytes */
+    int64_t n;          /* filtered bytes: rows * (1 + row_bytes) */
+    uint8_t *out;       /* this band's deflate bytes: at most band_bound(n) */
+    size_t out_len;
+    uint32_t adler; /* Adler-32 of f[0, n) */
+} png_band;
+
+typedef struct png_job {
+    const uint8_t *px; /* (h, row_bytes) image rows */
+    int64_t h, row_bytes;
+    int bpp; /* bytes per pixel: the Up filter's partner byte is row_bytes back, the only match
+              * distance is bpp */
+    int64_t n_bands;
+    png_band *bands;
+} png_job;
+
+/* ---- sizes ---------------------------------------------------------------------------- */
+
+static int64_t rows_per_band(int64_t h, int64_t row_bytes) {
+    const int64_t total = h * (1 + row_bytes);
+    const int64_t n_bands = (total + BAND_BYTES - 1) / BAND_BYTES;
+    return (h + n_bands - 1) / n_bands;
+}
+
+static size_t stored_blocks(int64_t n) { return n ? (size_t)((n + STORED_MAX - 1) / STORED_MAX) : 1; }
+
+/* The most a band of n filtered bytes writes: its stored form (a Huffman-coded band is only
+ * kept when it is not larger), a sync flush and the bit writer's slack. */
+static size_t band_bound(int64_t n) { return (size_t)n + 5 * stored_blocks(n) + 5 + PAD; }
+
+size_t eng_png_zlib_bound(int64_t h, int64_t row_bytes) {
+    /* rows up to 16 MiB keep every band's symbol counts far inside uint32 */
+    if (h < 1 || row_bytes < 1 || row_bytes > MAX_ROW_BYTES || h > MAX_TOTAL / (1 + row_bytes))
+        return 0;
+    const int64_t rpb = rows_per_band(h, row_bytes);
+    size_t total = 2 + 4; /* zlib header, Adler-32 */
+    for (int64_t r = 0; r < h; r += rpb) {
+        const int64_t rows = h - r < rpb ? h - r : rpb;
+        total += band_bound(rows * (1 + row_bytes));
+    }
+    return total;
+}
+
+/* ---- checksums ------------------------------------------------------------------------ */
+
+/* Adler-32 of p[0, n) continuing from adler. Over nb blocks of 32 bytes (byte i of block j),
+ * a gains the bytes' sum and b gains 32 * nb * a plus each byte weighted by the bytes from it to
+ * the end: 32 * (nb - 1 - j) + (32 - i). All three sums are 16-bit products summed into 32 bits,
+ * which compilers vectorise (pmaddwd on SSE2, smlal on NEON). */
+static uint32_t adler32(uint32_t adler, const uint8_t *p, int64_t n) {
+    static const int16_t weight[32] = {32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22,
+                                       21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11,
+                                       10, 9,  8,  7,  6,  5,  4,  3,  2,  1};
+    uint64_t a = adler & 0xFFFF, b = adler >> 16;
+    while (n >= 32) {
+        const int64_t nb = n / 32 < ADLER_NMAX / 32 ? n / 32 : ADLER_NMAX / 32;
+        int32_t s1 = 0, s2 = 0, s3 = 0; /* s3 <= 255 * 173 * 5552: no overflow */
+        for (int64_t j = 0; j < nb; j++, p += 32) {
+            const int16_t wj = (int16_t)(nb - 1 - j);
+            for (int i = 0; i < 32; i++) {
+                s1 += p[i];
+                s2 += weight[i] * (int16_t)p[i];
+                s3 += wj * (int16_t)p[i];
+            }
+        }
+        b = (b + (uint64_t)(32 * nb) * a + 32 * (uint64_t)s3 + (uint64_t)s2) % ADLER_MOD;
+        a = (a + (uint64_t)s1) % ADLER_MOD;
+        n -= 32 * nb;
+    }
+    for (; n > 0; n--) { /* fewer than 32 bytes: b stays far below 2^32 */
+        a += *p++;
+        b += a;
+    }
+    return (uint32_t)(a % ADLER_MOD | (b % ADLER_MOD) << 16);
+}
+
+/* Adler-32 of A + B from adler32(A), adler32(B) and len(B) (zlib's adler32_combine). */
+static uint32_t adler32_combine(uint32_t a1, uint32_t a2, int64_t len2) {
+    const uint32_t rem = (uint32_t)(len2 % ADLER_MOD);
+    uint32_t sum1 = a1 & 0xFFFF;
+    uint32_t sum2 = (uint32_t)((uint64_t)rem * sum1 % ADLER_MOD);
+    sum1 = (sum1 + (a2 & 0xFFFF) + ADLER_MOD - 1) % ADLER_MOD;
+    sum2 = (sum2 + (a1 >> 16) + (a2 >> 16) + ADLER_MOD - rem) % ADLER_MOD;
+    return sum1 | sum2 << 16;
+}
+
+/* ---- Huffman codes -------------------------------------------------------------------- */
+
+/* Ascending sort of keys (freq << 16 | symbol) by freq: LSD radix, 8 bits a pass, only as
+ * many passes as the largest freq needs (branch-free, unlike a comparison sort whose every
+ * comparison of random counts is a coin flip for the branch predictor). tmp has n entries. */
+static void sort_keys(uint64_t *a, uint64_t *tmp, int n) {
+    uint64_t max = 0;
+    for (int i = 0; i < n; i++) max |= a[i];
+    uint64_t *src = a, *dst = tmp;
+    for (int shift = 16; shift < 64 && max >> shift; shift += 8) {
+        int count[257] = {0};
+        for (int i = 0; i < n; i++) count[1 + (src[i] >> shift & 0xFF)]++;
+        for (int d = 0; d < 256; d++) count[d + 1] += count[d];
+        for (int i = 0; i < n; i++) dst[count[src[i] >> shift & 0xFF]++] = src[i];
+        uint64_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
+}
+
+/* Code lengths of a minimum-redundancy code, in place (Moffat and Katajainen): w[0, n) holds
+ * ascending weights and receives the lengths (w[n - 1], the heaviest, gets the shortest). */
+static void min_redundancy(uint32_t *w, int n) {
+    int root = 0, leaf = 2;
+    w[0] += w[1];
+    for (int next = 1; next < n - 1; next++) {
+        if (leaf >= n || w[root] < w[leaf]) {
+            w[next] = w[root];
+            w[root++] = (uint32_t)next;
+        } else {
+            w[next] = w[leaf++];
+        }
+        if (leaf >= n || (root < next && w[root] < w[leaf])) {
+            w[next] += w[root];
+            w[root++] = (uint32_t)next;
+        } else {
+            w[next] += w[leaf++];
+        }
+    }
+    w[n - 2] = 0;
+    for (int next = n - 3; next >= 0; next--) w[next] = w[w[next]] + 1;
+    int avail = 1, used = 0, depth = 0, next = n - 1;
+    root = n - 2;
+    while (avail > 0) {
+        while (root >= 0 && (int)w[root] == depth) {
+            used++;
+            root--;
+        }
+        while (avail > used) {
+            w[next--] = (uint32_t)depth;
+            avail--;
+        }
+        avail = 2 * used;
+        depth++;
+        used = 0;
+    }
+}
+
+static uint32_t reverse_bits(uint32_t code, int len) {
+    uint32_t r = 0;
+    for (int i = 0; i < len; i++, code >>= 1) r = r << 1 | (code & 1);
+    return r;
+}
+
+/* freq[0, n) -> len[0, n) (at most limit bits, 0 for unused symbols) and code[0, n) (canonical,
+ * bit-reversed for the LSB-first stream). At least two symbols get a code (a lone symbol is
+ * paired with a spare one), so the code is always complete. n <= N_LITLEN. */
+static void huffman(const uint32_t *freq, int n, int limit, uint8_t *len, uint16_t *code) {
+    uint64_t keys[N_LITLEN], tmp[N_LITLEN];
+    uint32_t w[N_LITLEN];
+    int used = 0;
+    for (int s = 0; s < n; s++)
+        if (freq[s]) keys[used++] = (uint64_t)freq[s] << 16 | (uint64_t)s;
+    for (int s = 0; used < 2; s++) /* spare symbols (weight 0) until there are two */
+        if (!freq[s]) keys[used++] = (uint64_t)s;
+    sort_keys(keys, tmp, used);
+    for (int i = 0; i < used; i++) w[i] = (uint32_t)(keys[i] >> 16);
+    min_redundancy(w, used);
+    int count[N_LITLEN + 1] = {0}; /* symbols per length; lengths are < used */
+    for (int i = 0; i < used; i++) count[w[i]]++;
+    /* limit the lengths (as miniz does): fold the long ones into `limit`, then, while the
+     * Kraft sum is over 1, move one code from `limit` to split the longest shorter code */
+    for (int l = limit + 1; l <= N_LITLEN; l++) {
+        count[limit] += count[l];
+        count[l] = 0;
+    }
+    uint32_t kraft = 0;
+    for (int l = limit; l > 0; l--) kraft += (uint32_t)count[l] << (limit - l);
+    while (kraft > 1u << limit) {
+        count[limit]--;
+        for (int l = limit - 1; l > 0; l--)
+            if (count[l]) {
+                count[l]--;
+                count[l + 1] += 2;
+                break;
+            }
+        kraft--;
+    }
+    memset(len, 0, (size_t)n);
+    for (int l = 1, i = used; l <= limit; l++) /* the heaviest symbols get the shortest codes */
+        for (int k = count[l]; k > 0; k--) len[keys[--i] & 0xFFFF] = (uint8_t)l;
+    uint32_t next[MAX_BITS + 2] = {0}, bl[MAX_BITS + 1] = {0};
+    for (int s = 0; s < n; s++) bl[len[s]]++;
+    bl[0] = 0;
+    for (int l = 1; l <= limit; l++) next[l + 1] = (next[l] + bl[l]) << 1;
+    for (int s = 0; s < n; s++)
+        code[s] = len[s] ? (uint16_t)reverse_bits(next[len[s]]++, len[s]) : 0;
+}
+
+/* ---- the band's symbols --------------------------------------------------------------- */
+
+static inline uint64_t load64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v); /* byte i of p in bits 8i .. 8i + 7, as on little-endian */
+#endif
+    return v;
+}
+
+/* Length of the repeat at f[i] of the bytes d before it: 0 when under MIN_MATCH, else at most
+ * MAX_MATCH and n - i. Needs i >= d and PAD readable bytes after f[n - 1]. */
+static inline int64_t match_len(const uint8_t *f, int64_t i, int64_t n, int d) {
+    uint64_t x = load64(f + i) ^ load64(f + i - d);
+    if (x & 0xFFFFFF) return 0;
+    const int64_t max = n - i < MAX_MATCH ? n - i : MAX_MATCH;
+    if (max < MIN_MATCH) return 0;
+    int64_t m = 0;
+    while (!x && m + 8 < max) {
+        m += 8;
+        x = load64(f + i + m) ^ load64(f + i + m - d);
+    }
+    m += x ? __builtin_ctzll(x) >> 3 : 8;
+    return m < max ? m : max;
+}
+
+/* length (3..258) -> index of its length symbol (symbol 257 + index) */
+static void length_symbols(uint8_t sym[MAX_MATCH + 1]) {
+    for (int s = 0; s < 29; s++) {
+        const int end = s == 28 ? MAX_MATCH : LEN_BASE[s + 1] - 1;
+        for (int l = LEN_BASE[s]; l <= end; l++) sym[l] = (uint8_t)s;
+    }
+}
+
+/* 0x80 in every byte of x that is zero (the classic has-zero-byte test, exact per byte). */
+static inline uint64_t zero_bytes(uint64_t x) {
+    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7FULL;
+    return ~(((x & lo7) + lo7) | x | lo7);
+}
+
+/* Where a repeat of at least MIN_MATCH bytes (at distance d) starts among f[i, i + LIT_RUN):
+ * bit 8k + 7 for position i + k. Needs i >= d and i + 8 <= n. Zero, the common case on
+ * photographs and noise, means LIT_RUN literals in a row. */
+#define LIT_RUN 6
+static inline uint64_t match_starts(const uint8_t *f, int64_t i, int d) {
+    const uint64_t z = zero_bytes(load64(f + i) ^ load64(f + i - d));
+    return z & z >> 8 & z >> 16 & 0x0000808080808080ULL;
+}
+
+/* The symbol counts of the band: literals, lengths and end of block in lit, matches in *dist.
+ * Literals are counted in four tables (a run of equal bytes would otherwise wait on its own
+ * increments), summed at the end. */
+static void count_symbols(const uint8_t *f, int64_t n, int d, const uint8_t *lsym,
+                          uint32_t lit[N_LITLEN], uint32_t *matches) {
+    uint32_t t[4][256] = {{0}};
+    int64_t i = 0;
+    for (; i < n && i < d; i++) t[0][f[i]]++;
+    while (i + 8 <= n) {
+        const uint64_t starts = match_starts(f, i, d);
+        if (!starts) {
+            t[0][f[i]]++, t[1][f[i + 1]]++, t[2][f[i + 2]]++;
+            t[3][f[i + 3]]++, t[0][f[i + 4]]++, t[1][f[i + 5]]++;
+            i += LIT_RUN;
+            continue;
+        }
+        for (const int64_t k = i + (__builtin_ctzll(starts) >> 3); i < k; i++) t[i & 3][f[i]]++;
+        const int64_t m = match_len(f, i, n, d);
+        lit[257 + lsym[m]]++;
+        (*matches)++;
+        i += m;
+    }
+    while (i < n) {
+        const int64_t m = match_len(f, i, n, d);
+        if (m) {
+            lit[257 + lsym[m]]++;
+            (*matches)++;
+            i += m;
+        } else {
+            t[0][f[i++]]++;
+        }
+    }
+    for (int b = 0; b < 256; b++) lit[b] += t[0][b] + t[1][b] + t[2][b] + t[3][b];
+    lit[END_BLOCK]++;
+}
+
+/* ---- bit writer ----------------------------------------------------------------------- */
+
+typedef struct bit_writer {
+    uint8_t *p;   /* the byte that holds the pending bits */
+    uint64_t acc; /* pending bits (fewer than 8 between calls) */
+    int n;
+} bit_writer;
+
+/* Appends the low nb (<= 56) bits of bits. Stores 8 bytes each time (PAD bytes of slack). */
+static inline void put_bits(bit_writer *w, uint64_t bits, int nb) {
+    w->acc |= bits << w->n;
+    w->n += nb;
+    const uint64_t le = w->acc;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    const uint64_t st = __builtin_bswap64(le);
+    memcpy(w->p, &st, 8);
+#else
+    memcpy(w->p, &le, 8);
+#endif
+    w->p += w->n >> 3;
+    w->acc >>= w->n & ~7;
+    w->n &= 7;
+}
+
+static void align_byte(bit_writer *w) {
+    if (w->n) w->p++; /* the partial byte is already stored, zero-padded */
+    w->acc = 0;
+    w->n = 0;
+}
+
+/* ---- one band ------------------------------------------------------------------------- */
+
+typedef struct dyn_code {
+    uint8_t len[N_LITLEN], dlen[N_DIST], clen_len[N_CLEN];
+    uint16_t code[N_LITLEN], dcode[N_DIST], clen_code[N_CLEN];
+    uint8_t rle[N_LITLEN + N_DIST], rle_extra[N_LITLEN + N_DIST]; /* code-length symbols */
+    int n_rle, hlit, hdist, hclen;
+} dyn_code;
+
+/* The code lengths of litlen then dist as code-length symbols: 16 repeats the previous length
+ * 3..6 times, 17 and 18 are runs of 3..10 and 11..138 zeros. */
+static void rle_lengths(dyn_code *c, uint32_t cfreq[N_CLEN]) {
+    uint8_t all[N_LITLEN + N_DIST];
+    const int total = c->hlit + c->hdist;
+    memcpy(all, c->len, (size_t)c->hlit);
+    memcpy(all + c->hlit, c->dlen, (size_t)c->hdist);
+    int k = 0;
+    for (int i = 0; i < total;) {
+        const uint8_t v = all[i];
+        int run = 1;
+        while (i + run < total && all[i + run] == v) run++;
+        i += run;
+        if (v == 0) {
+            while (run >= 11) {
+                const int r = run < 138 ? run : 138;
+                c->rle[k] = 18, c->rle_extra[k++] = (uint8_t)(r - 11);
+                run -= r;
+            }
+            if (run >= 3) {
+                c->rle[k] = 17, c->rle_extra[k++] = (uint8_t)(run - 3);
+                run = 0;
+            }
+        } else {
+            c->rle[k] = v, c->rle_extra[k++] = 0;
+            run--;
+            while (run >= 3) {
+                const int r = run < 6 ? run : 6;
+                c->rle[k] = 16, c->rle_extra[k++] = (uint8_t)(r - 3);
+                run -= r;
+            }
+        }
+        for (; run > 0; run--) c->rle[k] = v, c->rle_extra[k++] = 0;
+    }
+    c->n_rle = k;
+    for (int j = 0; j < k; j++) cfreq[c->rle[j]]++;
+}
+
+/* Builds the band's codes and returns the size of its dynamic block in bits. */
+static uint64_t build_codes(dyn_code *c, const uint32_t lit[N_LITLEN], uint32_t matches, int d) {
+    static const uint8_t clen_extra[N_CLEN] = {[16] = 2, [17] = 3, [18] = 7};
+    uint32_t dfreq[N_DIST] = {0}, cfreq[N_CLEN] = {0};
+    dfreq[d - 1] = matches; /* distance d (1..4) is distance symbol d - 1, no extra bits */
+    huffman(lit, N_LITLEN, MAX_BITS, c->len, c->code);
+    huffman(dfreq, N_DIST, MAX_BITS, c->dlen, c->dcode);
+    c->hlit = N_LITLEN;
+    while (c->hlit > 257 && !c->len[c->hlit - 1]) c->hlit--;
+    c->hdist = N_DIST;
+    while (c->hdist > 1 && !c->dlen[c->hdist - 1]) c->hdist--;
+    rle_lengths(c, cfreq);
+    huffman(cfreq, N_CLEN, MAX_CLEN_BITS, c->clen_len, c->clen_code);
+    c->hclen = N_CLEN;
+    while (c->hclen > 4 && !c->clen_len[CLEN_ORDER[c->hclen - 1]]) c->hclen--;
+    uint64_t bits = 3 + 5 + 5 + 4 + 3 * (uint64_t)c->hclen;
+    for (int s = 0; s < N_CLEN; s++) bits += (uint64_t)cfreq[s] * (c->clen_len[s] + clen_extra[s]);
+    for (int s = 0; s < N_LITLEN; s++)
+        bits += (uint64_t)lit[s] * (c->len[s] + (s > 256 ? LEN_EXTRA[s - 257] : 0));
+    return bits + (uint64_t)matches * c->dlen[d - 1];
+}
+
+static void write_header(bit_writer *w, const dyn_code *c, bool last) {
+    static const uint8_t clen_extra[N_CLEN] = {[16] = 2, [17] = 3, [18] = 7};
+    put_bits(w, (last ? 1u : 0u) | 2u << 1, 3); /* BFINAL, BTYPE 10: dynamic Huffman */
+    put_bits(w, (uint64_t)(c->hlit - 257) | (uint64_t)(c->hdist - 1) << 5 |
+                    (uint64_t)(c->hclen - 4) << 10, 14);
+    for (int k = 0; k < c->hclen; k++) put_bits(w, c->clen_len[CLEN_ORDER[k]], 3);
+    for (int k = 0; k < c->n_rle; k++) {
+        const int s = c->rle[k];
+        put_bits(w, c->clen_code[s] | (uint64_t)c->rle_extra[k] << c->clen_len[s],
+                 c->clen_len[s] + clen_extra[s]);
+    }
+}
+
+static inline void put_match(bit_writer *w, const dyn_code *c, int64_t m, int d,
+                             const uint8_t *lsym) {
+    const int s = lsym[m], ls = 257 + s, ln = c->len[ls], ex = LEN_EXTRA[s];
+    put_bits(w,
+             c->code[ls] | (uint64_t)(m - LEN_BASE[s]) << ln | (uint64_t)c->dcode[d - 1] << (ln + ex),
+             ln + ex + c->dlen[d - 1]);
+}
+
+/* Three literals in one put: at most 45 bits. */
+static inline void put_literals3(bit_writer *w, const dyn_code *c, const uint8_t *p) {
+    const int l0 = c->len[p[0]], l1 = c->len[p[1]];
+    put_bits(w, c->code[p[0]] | (uint64_t)c->code[p[1]] << l0 | (uint64_t)c->code[p[2]] << (l0 + l1),
+             l0 + l1 + c->len[p[2]]);
+}
+
+/* The band's symbols as the dynamic block's data (the same parse as count_symbols), then end
+ * of block. */
+static void write_symbols(bit_writer *w, const dyn_code *c, const uint8_t *f, int64_t n, int d,
+                          const uint8_t *lsym) {
+    int64_t i = 0;
+    for (; i < n && i < d; i++) put_bits(w, c->code[f[i]], c->len[f[i]]);
+    while (i + 8 <= n) {
+        const uint64_t starts = match_starts(f, i, d);
+        if (!starts) {
+            put_literals3(w, c, f + i);
+            put_literals3(w, c, f + i + 3);
+            i += LIT_RUN;
+            continue;
+        }
+        for (const int64_t k = i + (__builtin_ctzll(starts) >> 3); i < k; i++)
+            put_bits(w, c->code[f[i]], c->len[f[i]]);
+        const int64_t m = match_len(f, i, n, d);
+        put_match(w, c, m, d, lsym);
+        i += m;
+    }
+    while (i < n) {
+        const int64_t m = match_len(f, i, n, d);
+        if (m) {
+            put_match(w, c, m, d, lsym);
+            i += m;
+        } else {
+            put_bits(w, c->code[f[i]], c->len[f[i]]);
+            i++;
+        }
+    }
+    put_bits(w, c->code[END_BLOCK], c->len[END_BLOCK]);
+}
+
+static uint8_t *write_stored(uint8_t *p, const uint8_t *f, int64_t n, bool last) {
+    int64_t i = 0;
+    do {
+        const int64_t k = n - i < STORED_MAX ? n - i : STORED_MAX;
+        *p++ = last && i + k == n ? 1 : 0; /* BFINAL, BTYPE 00: stored; the rest of the byte pads */
+        p[0] = (uint8_t)k, p[1] = (uint8_t)(k >> 8);
+        p[2] = (uint8_t)~k, p[3] = (uint8_t)(~k >> 8);
+        memcpy(p + 4, f + i, (size_t)k);
+        p += 4 + k;
+        i += k;
+    } while (i < n);
+    return p;
+}
+
+static void filter_band(const png_job *j, png_band *b) {
+    const int64_t rb = j->row_bytes;
+    for (int64_t r = 0; r < b->rows; r++) {
+        const int64_t y = b->row0 + r;
+        const uint8_t *row = j->px + y * rb;
+        uint8_t *o = b->f + r * (1 + rb); /* (1 + rb): the filter type, then the row */
+        o[0] = FILTER_UP;
+        if (y == 0) {
+            memcpy(o + 1, row, (size_t)rb);
+        } else {
+            const uint8_t *above = row - rb;
+            for (int64_t i = 0; i < rb; i++) o[1 + i] = (uint8_t)(row[i] - above[i]);
+        }
+    }
+    memset(b->f + b->n, 0, PAD);
+}
+
+static void band_task(void *ctx, int64_t task, int thread) {
+    (void)thread;
+    const png_job *j = ctx;
+    png_band *b = &j->bands[task];
+    const bool last = task == j->n_bands - 1;
+    filter_band(j, b);
+    b->adler = adler32(1, b->f, b->n);
+
+    uint8_t lsym[MAX_MATCH + 1];
+    uint32_t lit[N_LITLEN] = {0}, matches = 0;
+    length_symbols(lsym);
+    count_symbols(b->f, b->n, j->bpp, lsym, lit, &matches);
+    dyn_code c;
+    const uint64_t bits = build_codes(&c, lit, matches, j->bpp);
+    const uint64_t stored = (uint64_t)b->n + 5 * (uint64_t)stored_blocks(b->n);
+    if ((bits + 7) / 8 >= stored) {
+        b->out_len = (size_t)(write_stored(b->out, b->f, b->n, last) - b->out);
+        return;
+    }
+    bit_writer w = {.p = b->out};
+    write_header(&w, &c, last);
+    write_symbols(&w, &c, b->f, b->n, j->bpp, lsym);
+    if (!last) {
+        put_bits(&w, 0, 3); /* sync flush: an empty stored block ends the band on a byte */
+        align_byte(&w);
+        memcpy(w.p, "\x00\x00\xff\xff", 4);
+        w.p += 4;
+    } else {
+        align_byte(&w);
+    }
+    b->out_len = (size_t)(w.p - b->out);
+}
+
+eng_status eng_png_zlib(eng_runtime *rt, const uint8_t *px, int64_t h, int64_t row_bytes,
+                        int bpp, uint8_t *out, size_t out_cap, size_t *out_len, eng_error *err) {
+    if (!rt || !px || !out || !out_len)
+        return eng_err_set(err, ENG_ERR_INVALID_ARG, "png_zlib: runtime, pixels, out and out_len "
+                                                     "are required");
+    if (bpp < 1 || bpp > 4 || row_bytes < 1 || row_bytes % bpp)
+        return eng_err_set(err, ENG_ERR_INVALID_ARG,
+                           "png_zlib: %lld bytes per row is not a whole number of %d-byte pixels "
+                           "(1..4 bytes per pixel)", (long long)row_bytes, bpp);
+    const size_t bound = eng_png_zlib_bound(h, row_bytes);
+    if (!bound)
+        return eng_err_set(err, ENG_ERR_INVALID_ARG,
+                           "png_zlib: %lld rows of %lld bytes is out of range", (long long)h,
+                           (long long)row_bytes);
+    if (out_cap < bound)
+        return eng_err_set(err, ENG_ERR_INVALID_ARG, "png_zlib: out has %zu bytes, needs %zu",
+                           out_cap, bound);
+    const int64_t rpb = rows_per_band(h, row_bytes);
+    const int64_t n_bands = (h + rpb - 1) / rpb;
+    const size_t band_bytes = ((size_t)n_bands * sizeof(png_band) + ENG_ALIGN - 1) / ENG_ALIGN * ENG_ALIGN;
+    size_t ws_bytes = band_bytes; /* the bands, then every band's filtered rows, each + PAD */
+    for (int64_t r = 0; r < h; r += rpb)
+        ws_bytes += (size_t)((h - r < rpb ? h - r : rpb) * (1 + row_bytes)) + PAD;
+    /* the runtime's kept workspace (under its lock): no fresh pages per image */
+    pthread_mutex_lock(&rt->lock);
+    unsigned char *ws = eng_runtime_workspace(rt, ENG_WS_ACTIVATIONS, ws_bytes, "png_zlib", err);
+    if (!ws) {
+        pthread_mutex_unlock(&rt->lock);
+        return ENG_ERR_OOM;
+    }
+    png_band *bands = (png_band *)ws;
+    size_t foff = band_bytes, ooff = 2; /* each band writes at its worst-case offset in out */
+    for (int64_t k = 0; k < n_bands; k++) {
+        png_band *b = &bands[k];
+        b->row0 = k * rpb;
+        b->rows = h - b->row0 < rpb ? h - b->row0 : rpb;
+        b->n = b->rows * (1 + row_bytes);
+        b->f = ws + foff;
+        b->out = out + ooff;
+        foff += (size_t)b->n + PAD;
+        ooff += band_bound(b->n);
+    }
+    png_job j = {.px = px, .h = h, .row_bytes = row_bytes, .bpp = bpp, .n_bands = n_bands,
+                 .bands = bands};
+    eng_cpu_clear_upper(); /* baseline-SSE code on this thread: see internal.h */
+    eng_pool_run(rt->pool, n_bands, band_task, &j);
+
+    out[0] = 0x78, out[1] = 0x01; /* zlib header: deflate, 32 KiB window, fastest level */
+    size_t pos = 2;
+    uint32_t adler = 1;
+    for (int64_t k = 0; k < n_bands; k++) { /* close the gaps: bands only move down */
+        memmove(out + pos, bands[k].out, bands[k].out_len);
+        pos += bands[k].out_len;
+        adler = adler32_combine(adler, bands[k].adler, bands[k].n);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    for (int s = 3; s >= 0; s--) out[pos++] = (uint8_t)(adler >> (8 * s)); /* big-endian */
+    *out_len = pos;
+    return ENG_OK;
+}

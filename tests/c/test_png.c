@@ -1,0 +1,89 @@
+/* test_png.c - the PNG image-data encoder (png.c) under the sanitizers: every kind of content
+ * and shape, one and two threads. Here: memory safety, the size bound, the zlib framing, the
+ * Adler-32 trailer against a plain reference over the Up-filtered rows, the same bytes on any
+ * thread count, and the argument errors. That the stream inflates to those rows is tested in
+ * Python against zlib (tests/test_png_zlib.py). */
+
+#include "test_util.h"
+
+/* The Up-filtered rows' Adler-32, byte by byte (the definition). */
+static uint32_t ref_adler(const uint8_t *px, int64_t h, int64_t rb) {
+    uint32_t a = 1, b = 0;
+    for (int64_t y = 0; y < h; y++)
+        for (int64_t i = -1; i < rb; i++) {
+            const uint8_t v = i < 0 ? 2 : (uint8_t)(px[y * rb + i] - (y ? px[(y - 1) * rb + i] : 0));
+            a = (a + v) % 65521;
+            b = (b + a) % 65521;
+        }
+    return a | b << 16;
+}
+
+static void fill(test_rng *r, uint8_t *px, int64_t n, int kind) {
+    for (int64_t i = 0; i < n; i++) {
+        switch (kind) {
+        case 0: px[i] = (uint8_t)test_next(r); break;                 /* noise: stored     */
+        case 1: px[i] = 77; break;                                     /* flat: long runs   */
+        case 2: px[i] = (uint8_t)(i / 7 % 4 * 60); break;              /* runs of 7         */
+        default: px[i] = (uint8_t)(i % 251 + (test_next(r) & 3)); break; /* smooth-ish     */
+        }
+    }
+}
+
+static void test_encode(void) {
+    static const int64_t shapes[][3] = {{1, 1, 1}, {1, 1, 3}, {2, 3, 4}, {7, 5, 3}, {3, 9, 2},
+                                        {256, 256, 3}, {90, 1000, 4}, {1, 70000, 1},
+                                        {3000, 1, 1}, {129, 257, 3}};
+    eng_runtime *rt1 = NULL, *rt2 = NULL;
+    eng_error err;
+    eng_runtime_params p = eng_runtime_params_default();
+    p.n_threads = 1;
+    CHECK(eng_runtime_create(&p, &rt1, &err) == ENG_OK, "%s", err.message);
+    p.n_threads = 2;
+    CHECK(eng_runtime_create(&p, &rt2, &err) == ENG_OK, "%s", err.message);
+    test_rng r = {0x1234};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int kind = 0; kind < 4; kind++) {
+            const int64_t h = shapes[s][0], w = shapes[s][1], c = shapes[s][2], rb = w * c;
+            uint8_t *px = malloc((size_t)(h * rb)); /* (h, w, c) */
+            fill(&r, px, h * rb, kind);
+            const size_t bound = eng_png_zlib_bound(h, rb);
+            uint8_t *o1 = malloc(bound), *o2 = malloc(bound);
+            size_t n1 = 0, n2 = 0;
+            eng_err_clear(&err);
+            CHECK(eng_png_zlib(rt1, px, h, rb, (int)c, o1, bound, &n1, &err) == ENG_OK, "%s",
+                  err.message);
+            CHECK(eng_png_zlib(rt2, px, h, rb, (int)c, o2, bound, &n2, &err) == ENG_OK, "%s",
+                  err.message);
+            CHECK(n1 == n2 && !memcmp(o1, o2, n1), "%lldx%lldx%lld kind %d: threads change bytes",
+                  (long long)h, (long long)w, (long long)c, kind);
+            CHECK(n1 >= 6 && n1 <= bound && o1[0] == 0x78 && o1[1] == 0x01, "framing");
+            const uint32_t want = ref_adler(px, h, rb);
+            const uint32_t got = (uint32_t)o1[n1 - 4] << 24 | (uint32_t)o1[n1 - 3] << 16 |
+                                 (uint32_t)o1[n1 - 2] << 8 | o1[n1 - 1];
+            CHECK(got == want, "%lldx%lldx%lld kind %d: adler %08x, want %08x", (long long)h,
+                  (long long)w, (long long)c, kind, got, want);
+            if (kind == 1 && rb >= 64) /* runs: a few bits per 258 bytes */
+                CHECK(n1 < (size_t)(h * rb) / 20 + 64, "flat image: %zu bytes", n1);
+            free(px);
+            free(o1);
+            free(o2);
+        }
+    uint8_t px[12] = {0}, out[256];
+    size_t n = 0;
+    CHECK(eng_png_zlib(rt1, px, 2, 6, 4, out, sizeof out, &n, &err) == ENG_ERR_INVALID_ARG,
+          "row not a whole number of pixels");
+    CHECK(eng_png_zlib(rt1, px, 2, 6, 5, out, sizeof out, &n, &err) == ENG_ERR_INVALID_ARG, "bpp 5");
+    CHECK(eng_png_zlib(rt1, px, 0, 6, 3, out, sizeof out, &n, &err) == ENG_ERR_INVALID_ARG, "h 0");
+    CHECK(eng_png_zlib(rt1, px, 2, 6, 3, out, 10, &n, &err) == ENG_ERR_INVALID_ARG, "small out");
+    CHECK(eng_png_zlib(NULL, px, 2, 6, 3, out, sizeof out, &n, &err) == ENG_ERR_INVALID_ARG,
+          "NULL runtime");
+    CHECK(eng_png_zlib_bound(1, (int64_t)1 << 25) == 0 && eng_png_zlib_bound((int64_t)1 << 40, 3) == 0,
+          "absurd sizes have no bound");
+    eng_runtime_free(rt1);
+    eng_runtime_free(rt2);
+}
+
+int main(void) {
+    RUN(test_encode);
+    return test_finish("test_png");
+}
