@@ -41,12 +41,15 @@
 #define MAX_ROW_BYTES ((int64_t)1 << 24)
 #define MAX_TOTAL ((int64_t)1 << 40) /* filtered bytes of one image */
 
-static const uint16_t LEN_BASE[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
-                                      31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+/* deflate's length symbols 257..285: the first length of each and its extra bits */
+static const uint16_t LEN_BASE[29] = {3,  4,  5,  6,  7,  8,  9,  10,  11,  13,
+                                      15, 17, 19, 23, 27, 31, 35, 43,  51,  59,
+                                      67, 83, 99, 115, 131, 163, 195, 227, 258};
 static const uint8_t LEN_EXTRA[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
                                       2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
 static const uint8_t CLEN_ORDER[N_CLEN] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
                                            11, 4,  12, 3, 13, 2, 14, 1, 15};
+static const uint8_t CLEN_EXTRA[N_CLEN] = {[16] = 2, [17] = 3, [18] = 7}; /* repeat bits */
 
 typedef struct png_band {
     int64_t row0, rows; /* the image rows of this band */
@@ -74,7 +77,9 @@ static int64_t rows_per_band(int64_t h, int64_t row_bytes) {
     return (h + n_bands - 1) / n_bands;
 }
 
-static size_t stored_blocks(int64_t n) { return n ? (size_t)((n + STORED_MAX - 1) / STORED_MAX) : 1; }
+static size_t stored_blocks(int64_t n) {
+    return n ? (size_t)((n + STORED_MAX - 1) / STORED_MAX) : 1;
+}
 
 /* The most a band of n filtered bytes writes: its stored form (a Huffman-coded band is only
  * kept when it is not larger), a sync flush and the bit writer's slack. */
@@ -296,7 +301,7 @@ static inline uint64_t match_starts(const uint8_t *f, int64_t i, int d) {
     return z & z >> 8 & z >> 16 & 0x0000808080808080ULL;
 }
 
-/* The symbol counts of the band: literals, lengths and end of block in lit, matches in *dist.
+/* The symbol counts of the band: literals, lengths and end of block in lit; *matches.
  * Literals are counted in four tables (a run of equal bytes would otherwise wait on its own
  * increments), summed at the end. */
 static void count_symbols(const uint8_t *f, int64_t n, int d, const uint8_t *lsym,
@@ -411,7 +416,6 @@ static void rle_lengths(dyn_code *c, uint32_t cfreq[N_CLEN]) {
 
 /* Builds the band's codes and returns the size of its dynamic block in bits. */
 static uint64_t build_codes(dyn_code *c, const uint32_t lit[N_LITLEN], uint32_t matches, int d) {
-    static const uint8_t clen_extra[N_CLEN] = {[16] = 2, [17] = 3, [18] = 7};
     uint32_t dfreq[N_DIST] = {0}, cfreq[N_CLEN] = {0};
     dfreq[d - 1] = matches; /* distance d (1..4) is distance symbol d - 1, no extra bits */
     huffman(lit, N_LITLEN, MAX_BITS, c->len, c->code);
@@ -425,14 +429,13 @@ static uint64_t build_codes(dyn_code *c, const uint32_t lit[N_LITLEN], uint32_t 
     c->hclen = N_CLEN;
     while (c->hclen > 4 && !c->clen_len[CLEN_ORDER[c->hclen - 1]]) c->hclen--;
     uint64_t bits = 3 + 5 + 5 + 4 + 3 * (uint64_t)c->hclen;
-    for (int s = 0; s < N_CLEN; s++) bits += (uint64_t)cfreq[s] * (c->clen_len[s] + clen_extra[s]);
+    for (int s = 0; s < N_CLEN; s++) bits += (uint64_t)cfreq[s] * (c->clen_len[s] + CLEN_EXTRA[s]);
     for (int s = 0; s < N_LITLEN; s++)
         bits += (uint64_t)lit[s] * (c->len[s] + (s > 256 ? LEN_EXTRA[s - 257] : 0));
     return bits + (uint64_t)matches * c->dlen[d - 1];
 }
 
 static void write_header(bit_writer *w, const dyn_code *c, bool last) {
-    static const uint8_t clen_extra[N_CLEN] = {[16] = 2, [17] = 3, [18] = 7};
     put_bits(w, (last ? 1u : 0u) | 2u << 1, 3); /* BFINAL, BTYPE 10: dynamic Huffman */
     put_bits(w, (uint64_t)(c->hlit - 257) | (uint64_t)(c->hdist - 1) << 5 |
                     (uint64_t)(c->hclen - 4) << 10, 14);
@@ -440,7 +443,7 @@ static void write_header(bit_writer *w, const dyn_code *c, bool last) {
     for (int k = 0; k < c->n_rle; k++) {
         const int s = c->rle[k];
         put_bits(w, c->clen_code[s] | (uint64_t)c->rle_extra[k] << c->clen_len[s],
-                 c->clen_len[s] + clen_extra[s]);
+                 c->clen_len[s] + CLEN_EXTRA[s]);
     }
 }
 
@@ -448,14 +451,17 @@ static inline void put_match(bit_writer *w, const dyn_code *c, int64_t m, int d,
                              const uint8_t *lsym) {
     const int s = lsym[m], ls = 257 + s, ln = c->len[ls], ex = LEN_EXTRA[s];
     put_bits(w,
-             c->code[ls] | (uint64_t)(m - LEN_BASE[s]) << ln | (uint64_t)c->dcode[d - 1] << (ln + ex),
+             c->code[ls] | (uint64_t)(m - LEN_BASE[s]) << ln |
+                 (uint64_t)c->dcode[d - 1] << (ln + ex),
              ln + ex + c->dlen[d - 1]);
 }
 
 /* Three literals in one put: at most 45 bits. */
 static inline void put_literals3(bit_writer *w, const dyn_code *c, const uint8_t *p) {
     const int l0 = c->len[p[0]], l1 = c->len[p[1]];
-    put_bits(w, c->code[p[0]] | (uint64_t)c->code[p[1]] << l0 | (uint64_t)c->code[p[2]] << (l0 + l1),
+    put_bits(w,
+             c->code[p[0]] | (uint64_t)c->code[p[1]] << l0 |
+                 (uint64_t)c->code[p[2]] << (l0 + l1),
              l0 + l1 + c->len[p[2]]);
 }
 
@@ -575,7 +581,8 @@ eng_status eng_png_zlib(eng_runtime *rt, const uint8_t *px, int64_t h, int64_t r
                            out_cap, bound);
     const int64_t rpb = rows_per_band(h, row_bytes);
     const int64_t n_bands = (h + rpb - 1) / rpb;
-    const size_t band_bytes = ((size_t)n_bands * sizeof(png_band) + ENG_ALIGN - 1) / ENG_ALIGN * ENG_ALIGN;
+    const size_t band_bytes =
+        ((size_t)n_bands * sizeof(png_band) + ENG_ALIGN - 1) / ENG_ALIGN * ENG_ALIGN;
     size_t ws_bytes = band_bytes; /* the bands, then every band's filtered rows, each + PAD */
     for (int64_t r = 0; r < h; r += rpb)
         ws_bytes += (size_t)((h - r < rpb ? h - r : rpb) * (1 + row_bytes)) + PAD;

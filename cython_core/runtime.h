@@ -18,7 +18,8 @@
  * pool's threads on other cores each costs a TLB-shootdown IPI (the 256x256 demo VAE ran
  * 1.7x slower in a gRPC server process). Freed by eng_runtime_trim. */
 typedef enum eng_ws_slot {
-    ENG_WS_ACTIVATIONS = 0,        /* the arena of a forward / decode (eng_arena over it)   */
+    ENG_WS_ACTIVATIONS = 0,        /* the arena of a forward / decode (eng_arena over it);
+                                    * png_zlib's filtered bands                            */
     ENG_WS_ATTENTION = 1,          /* attention's packed K/V (inside a forward's arena use) */
     ENG_WS_COUNT
 } eng_ws_slot;

@@ -11,7 +11,8 @@ static uint32_t ref_adler(const uint8_t *px, int64_t h, int64_t rb) {
     uint32_t a = 1, b = 0;
     for (int64_t y = 0; y < h; y++)
         for (int64_t i = -1; i < rb; i++) {
-            const uint8_t v = i < 0 ? 2 : (uint8_t)(px[y * rb + i] - (y ? px[(y - 1) * rb + i] : 0));
+            uint8_t v = 2; /* the row's filter type, then each byte minus the one above */
+            if (i >= 0) v = (uint8_t)(px[y * rb + i] - (y ? px[(y - 1) * rb + i] : 0));
             a = (a + v) % 65521;
             b = (b + a) % 65521;
         }
@@ -72,12 +73,15 @@ static void test_encode(void) {
     size_t n = 0;
     CHECK(eng_png_zlib(rt1, px, 2, 6, 4, out, sizeof out, &n, &err) == ENG_ERR_INVALID_ARG,
           "row not a whole number of pixels");
-    CHECK(eng_png_zlib(rt1, px, 2, 6, 5, out, sizeof out, &n, &err) == ENG_ERR_INVALID_ARG, "bpp 5");
-    CHECK(eng_png_zlib(rt1, px, 0, 6, 3, out, sizeof out, &n, &err) == ENG_ERR_INVALID_ARG, "h 0");
+    CHECK(eng_png_zlib(rt1, px, 2, 6, 5, out, sizeof out, &n, &err) == ENG_ERR_INVALID_ARG,
+          "bpp 5");
+    CHECK(eng_png_zlib(rt1, px, 0, 6, 3, out, sizeof out, &n, &err) == ENG_ERR_INVALID_ARG,
+          "h 0");
     CHECK(eng_png_zlib(rt1, px, 2, 6, 3, out, 10, &n, &err) == ENG_ERR_INVALID_ARG, "small out");
     CHECK(eng_png_zlib(NULL, px, 2, 6, 3, out, sizeof out, &n, &err) == ENG_ERR_INVALID_ARG,
           "NULL runtime");
-    CHECK(eng_png_zlib_bound(1, (int64_t)1 << 25) == 0 && eng_png_zlib_bound((int64_t)1 << 40, 3) == 0,
+    CHECK(eng_png_zlib_bound(1, (int64_t)1 << 25) == 0 &&
+              eng_png_zlib_bound((int64_t)1 << 40, 3) == 0,
           "absurd sizes have no bound");
     eng_runtime_free(rt1);
     eng_runtime_free(rt2);
