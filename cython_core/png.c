@@ -301,42 +301,6 @@ static inline uint64_t match_starts(const uint8_t *f, int64_t i, int d) {
     return z & z >> 8 & z >> 16 & 0x0000808080808080ULL;
 }
 
-/* The symbol counts of the band: literals, lengths and end of block in lit; *matches.
- * Literals are counted in four tables (a run of equal bytes would otherwise wait on its own
- * increments), summed at the end. */
-static void count_symbols(const uint8_t *f, int64_t n, int d, const uint8_t *lsym,
-                          uint32_t lit[N_LITLEN], uint32_t *matches) {
-    uint32_t t[4][256] = {{0}};
-    int64_t i = 0;
-    for (; i < n && i < d; i++) t[0][f[i]]++;
-    while (i + 8 <= n) {
-        const uint64_t starts = match_starts(f, i, d);
-        if (!starts) {
-            t[0][f[i]]++, t[1][f[i + 1]]++, t[2][f[i + 2]]++;
-            t[3][f[i + 3]]++, t[0][f[i + 4]]++, t[1][f[i + 5]]++;
-            i += LIT_RUN;
-            continue;
-        }
-        for (const int64_t k = i + (__builtin_ctzll(starts) >> 3); i < k; i++) t[i & 3][f[i]]++;
-        const int64_t m = match_len(f, i, n, d);
-        lit[257 + lsym[m]]++;
-        (*matches)++;
-        i += m;
-    }
-    while (i < n) {
-        const int64_t m = match_len(f, i, n, d);
-        if (m) {
-            lit[257 + lsym[m]]++;
-            (*matches)++;
-            i += m;
-        } else {
-            t[0][f[i++]]++;
-        }
-    }
-    for (int b = 0; b < 256; b++) lit[b] += t[0][b] + t[1][b] + t[2][b] + t[3][b];
-    lit[END_BLOCK]++;
-}
-
 /* ---- bit writer ----------------------------------------------------------------------- */
 
 typedef struct bit_writer {
@@ -465,36 +429,95 @@ static inline void put_literals3(bit_writer *w, const dyn_code *c, const uint8_t
              l0 + l1 + c->len[p[2]]);
 }
 
-/* The band's symbols as the dynamic block's data (the same parse as count_symbols), then end
- * of block. */
-static void write_symbols(bit_writer *w, const dyn_code *c, const uint8_t *f, int64_t n, int d,
-                          const uint8_t *lsym) {
+/* ---- the band's parse, for both passes ------------------------------------------------ */
+
+/* What a pass does with the parse: count the symbols (w == NULL: into t, lit and *matches) or
+ * write them with the band's code (w, c). */
+typedef struct sym_sink {
+    uint32_t (*t)[256]; /* [4][256] literal counts: a run of equal bytes would otherwise wait
+                         * on its own increments; summed at the end */
+    uint32_t *lit, *matches;
+    bit_writer *w;
+    const dyn_code *c;
+    const uint8_t *lsym;
+    int d;
+} sym_sink;
+
+/* inlined into each pass, so that the sink is a constant there */
+#define PNG_INLINE static inline __attribute__((always_inline))
+
+PNG_INLINE void sink_literal(const sym_sink *s, const uint8_t *f, int64_t i) {
+    if (!s->w)
+        s->t[i & 3][f[i]]++;
+    else
+        put_bits(s->w, s->c->code[f[i]], s->c->len[f[i]]);
+}
+
+PNG_INLINE void sink_literals6(const sym_sink *s, const uint8_t *p) { /* LIT_RUN literals */
+    if (!s->w) {
+        s->t[0][p[0]]++, s->t[1][p[1]]++, s->t[2][p[2]]++;
+        s->t[3][p[3]]++, s->t[0][p[4]]++, s->t[1][p[5]]++;
+    } else {
+        put_literals3(s->w, s->c, p);
+        put_literals3(s->w, s->c, p + 3);
+    }
+}
+
+PNG_INLINE void sink_match(const sym_sink *s, int64_t m) {
+    if (!s->w) {
+        s->lit[257 + s->lsym[m]]++;
+        (*s->matches)++;
+    } else {
+        put_match(s->w, s->c, m, s->d, s->lsym);
+    }
+}
+
+/* The band as literals and pixel-repeat matches, in stream order. The counts that size the
+ * Huffman block and the block itself come from this one parse (inlined into each pass with
+ * its sink known), so the size estimate, and with it the output bound, holds by construction. */
+PNG_INLINE void parse_band(const sym_sink *s, const uint8_t *f, int64_t n) {
+    const int d = s->d;
     int64_t i = 0;
-    for (; i < n && i < d; i++) put_bits(w, c->code[f[i]], c->len[f[i]]);
+    for (; i < n && i < d; i++) sink_literal(s, f, i);
     while (i + 8 <= n) {
         const uint64_t starts = match_starts(f, i, d);
         if (!starts) {
-            put_literals3(w, c, f + i);
-            put_literals3(w, c, f + i + 3);
+            sink_literals6(s, f + i);
             i += LIT_RUN;
             continue;
         }
         for (const int64_t k = i + (__builtin_ctzll(starts) >> 3); i < k; i++)
-            put_bits(w, c->code[f[i]], c->len[f[i]]);
+            sink_literal(s, f, i);
         const int64_t m = match_len(f, i, n, d);
-        put_match(w, c, m, d, lsym);
+        sink_match(s, m);
         i += m;
     }
     while (i < n) {
         const int64_t m = match_len(f, i, n, d);
         if (m) {
-            put_match(w, c, m, d, lsym);
+            sink_match(s, m);
             i += m;
         } else {
-            put_bits(w, c->code[f[i]], c->len[f[i]]);
-            i++;
+            sink_literal(s, f, i++);
         }
     }
+}
+
+/* The symbol counts of the band: literals, lengths and end of block in lit; *matches. */
+static void count_symbols(const uint8_t *f, int64_t n, int d, const uint8_t *lsym,
+                          uint32_t lit[N_LITLEN], uint32_t *matches) {
+    uint32_t t[4][256] = {{0}};
+    const sym_sink s = {.t = t, .lit = lit, .matches = matches, .lsym = lsym, .d = d};
+    parse_band(&s, f, n);
+    for (int b = 0; b < 256; b++) lit[b] += t[0][b] + t[1][b] + t[2][b] + t[3][b];
+    lit[END_BLOCK]++;
+}
+
+/* The band's symbols as the dynamic block's data, then end of block. */
+static void write_symbols(bit_writer *w, const dyn_code *c, const uint8_t *f, int64_t n, int d,
+                          const uint8_t *lsym) {
+    const sym_sink s = {.w = w, .c = c, .lsym = lsym, .d = d};
+    parse_band(&s, f, n);
     put_bits(w, c->code[END_BLOCK], c->len[END_BLOCK]);
 }
 

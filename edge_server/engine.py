@@ -362,7 +362,8 @@ class EngineAdapter:
         self._trim_timer: asyncio.TimerHandle | None = None
         self._on_change = on_change
         self._executor = ThreadPoolExecutor(self.max_concurrent, thread_name_prefix="engine")
-        self._aux = ThreadPoolExecutor(2, thread_name_prefix="encode")
+        # preview encoding (one at a time per run: latest-wins)
+        self._aux = ThreadPoolExecutor(self.max_concurrent, thread_name_prefix="encode")
         self._model: GenerativeModel | None = None
         self.description: ModelDescription | None = None
         self.state = "new"  # new | loading | ready | failed | draining | closed
