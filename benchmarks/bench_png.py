@@ -5,8 +5,8 @@ built on those libraries does), in the same run, on the same thread budget.
 
     python benchmarks/bench_png.py [--sizes 256 512 1024] [--threads 2] [--json]
 
-Content: "noise" (uniform random bytes: what the demo model's random weights produce, and the
-worst case for every encoder) and "smooth" (a photograph-like image: a 1/16-size random image
+Content: "noise" (uniform random bytes: the worst case for every encoder; the demo model's
+images compress to about 83%) and "smooth" (a photograph-like image: a 1/16-size random image
 upscaled bicubically plus +-2 of grain). Times are the best of alternating rounds
 (benchmarks/_common.py alternate); ratio = ours / theirs (< 1: qwen-edge is faster), bytes are
 the whole PNG file (zlib and ISA-L: the IDAT stream only)."""
