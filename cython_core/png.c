@@ -7,8 +7,15 @@
  *   - no hash-table LZ77: the only matches are repeats of the previous pixel (distance = bytes
  *     per pixel, lengths 3..258), which take flat areas and solid colours down to a few bits
  *     per run, then one dynamic Huffman code per band fitted to that band's symbols;
- *   - a band whose Huffman coding would not be smaller than its bytes (noise) is stored as
- *     is, exactly as zlib falls back to stored blocks;
+ *   - the code is fitted to a sample of the band (one SEG_BYTES segment in SAMPLE_EVERY, as
+ *     fpnge fits its code to a sample of the rows; a band of one segment is counted whole):
+ *     symbols are then found once, while writing, instead of once to count and once to write;
+ *     every symbol keeps a code (the sampled counts are smoothed by one), so the code is
+ *     complete for any content outside the sample;
+ *   - a band whose Huffman coding is not expected to be smaller than its bytes (noise) is
+ *     stored as is, exactly as zlib falls back to stored blocks; a band whose unsampled part
+ *     codes worse than expected is rewritten stored as soon as its coded bytes pass the stored
+ *     size (checked after every segment), so no band is ever larger than stored;
  *   - the rows are cut into bands of about BAND_BYTES that the runtime's pool codes in
  *     parallel, each band ending on a byte boundary (an empty stored block, as zlib's sync
  *     flush and pigz do), so that the bands concatenate into one deflate stream; each band
@@ -32,9 +39,19 @@
 #define N_DIST 30
 #define N_CLEN 19 /* the code-length alphabet */
 #define MAX_BITS 15
+#define MAX_LIT_BITS 13 /* literal/length codes: four literals (52 bits) go in one put */
 #define MAX_CLEN_BITS 7
 #define PAD 8 /* bytes readable after the filtered rows (8-byte loads) and writable after a
                * band's output (the bit writer stores 8 bytes at a time) */
+#define SEG_BYTES 4096 /* bytes the writer codes between size checks; the unit of the sample */
+#define SAMPLE_EVERY 4 /* of the band's segments, the 1st, the (1 + SAMPLE_EVERY)th, ... */
+/* the most a dynamic header takes: 3 + 14 bits, 3 per code-length code, and every litlen and
+ * dist length as a code-length code of up to 7 bits plus up to 7 extra bits */
+#define HEADER_MAX ((17 + 3 * N_CLEN + (N_LITLEN + N_DIST) * (MAX_CLEN_BITS + 7) + 7) / 8)
+/* what a coded band may write past its stored size before the writer's next size check:
+ * the header, one segment at MAX_BITS a byte, the match that ends past the segment, end of
+ * block and sync flush */
+#define OVERSHOOT (HEADER_MAX + SEG_BYTES * MAX_BITS / 8 + 16)
 #define ADLER_MOD 65521u
 #define ADLER_NMAX 5552 /* bytes summed before the sums must be reduced (zlib's NMAX) */
 #define FILTER_UP 2
@@ -81,9 +98,13 @@ static size_t stored_blocks(int64_t n) {
     return n ? (size_t)((n + STORED_MAX - 1) / STORED_MAX) : 1;
 }
 
-/* The most a band of n filtered bytes writes: its stored form (a Huffman-coded band is only
- * kept when it is not larger), a sync flush and the bit writer's slack. */
-static size_t band_bound(int64_t n) { return (size_t)n + 5 * stored_blocks(n) + 5 + PAD; }
+/* The stored form of a band of n filtered bytes. */
+static size_t stored_size(int64_t n) { return (size_t)n + 5 * stored_blocks(n); }
+
+/* The room a band of n filtered bytes writes in: its stored form (a Huffman-coded band is only
+ * kept when it is smaller), what the coder may overshoot that before it finds out, and the
+ * bit writer's slack. */
+static size_t band_bound(int64_t n) { return stored_size(n) + OVERSHOOT + PAD; }
 
 size_t eng_png_zlib_bound(int64_t h, int64_t row_bytes) {
     /* rows up to 16 MiB keep every band's symbol counts far inside uint32 */
@@ -200,10 +221,15 @@ static void min_redundancy(uint32_t *w, int n) {
     }
 }
 
+/* The low len (1..15) bits of code in reverse order: swap halves of ever larger groups in 16
+ * bits, then drop the 16 - len bits that were below the code. */
 static uint32_t reverse_bits(uint32_t code, int len) {
-    uint32_t r = 0;
-    for (int i = 0; i < len; i++, code >>= 1) r = r << 1 | (code & 1);
-    return r;
+    uint32_t r = code;
+    r = (r & 0x5555u) << 1 | (r >> 1 & 0x5555u);
+    r = (r & 0x3333u) << 2 | (r >> 2 & 0x3333u);
+    r = (r & 0x0F0Fu) << 4 | (r >> 4 & 0x0F0Fu);
+    r = (r & 0x00FFu) << 8 | (r >> 8 & 0x00FFu);
+    return r >> (16 - len);
 }
 
 /* freq[0, n) -> len[0, n) (at most limit bits, 0 for unused symbols) and code[0, n) (canonical,
@@ -286,19 +312,22 @@ static void length_symbols(uint8_t sym[MAX_MATCH + 1]) {
     }
 }
 
-/* 0x80 in every byte of x that is zero (the classic has-zero-byte test, exact per byte). */
-static inline uint64_t zero_bytes(uint64_t x) {
-    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7FULL;
-    return ~(((x & lo7) + lo7) | x | lo7);
-}
-
-/* Where a repeat of at least MIN_MATCH bytes (at distance d) starts among f[i, i + LIT_RUN):
- * bit 8k + 7 for position i + k. Needs i >= d and i + 8 <= n. Zero, the common case on
- * photographs and noise, means LIT_RUN literals in a row. */
-#define LIT_RUN 6
-static inline uint64_t match_starts(const uint8_t *f, int64_t i, int d) {
-    const uint64_t z = zero_bytes(load64(f + i) ^ load64(f + i - d));
-    return z & z >> 8 & z >> 16 & 0x0000808080808080ULL;
+/* The match-start map of the segment f[a, e): ms[k] = 1 where a repeat of at least
+ * MIN_MATCH bytes at distance d starts at f[a + k] and ends by f[n - 1], else 0; ms[e - a,
+ * e - a + 8) = 0 (the parse reads the map 8 entries at a time). A plain byte loop that
+ * compilers vectorise (16 or 32 positions an instruction): the parse then skips 8 literal
+ * positions with one test. */
+static void match_map(const uint8_t *f, int64_t a, int64_t e, int64_t n, int d, uint8_t *ms) {
+    const int64_t len = e - a;
+    int64_t k0 = a < d ? d - a : 0, k1 = (e < n - 2 ? e : n - 2) - a; /* 3 bytes end by n */
+    k0 = k0 < len ? k0 : len;
+    k1 = k1 > k0 ? k1 : k0;
+    memset(ms, 0, (size_t)k0);
+    const uint8_t *p = f + a;
+    for (int64_t k = k0; k < k1; k++)
+        ms[k] = (uint8_t)((p[k] == p[k - d]) & (p[k + 1] == p[k + 1 - d]) &
+                          (p[k + 2] == p[k + 2 - d]));
+    memset(ms + k1, 0, (size_t)(len - k1) + 8);
 }
 
 /* ---- bit writer ----------------------------------------------------------------------- */
@@ -378,11 +407,12 @@ static void rle_lengths(dyn_code *c, uint32_t cfreq[N_CLEN]) {
     for (int j = 0; j < k; j++) cfreq[c->rle[j]]++;
 }
 
-/* Builds the band's codes and returns the size of its dynamic block in bits. */
+/* Builds the band's codes from the symbol weights lit and matches (the distance d's weight)
+ * and returns the size of the block's header in bits. */
 static uint64_t build_codes(dyn_code *c, const uint32_t lit[N_LITLEN], uint32_t matches, int d) {
     uint32_t dfreq[N_DIST] = {0}, cfreq[N_CLEN] = {0};
     dfreq[d - 1] = matches; /* distance d (1..4) is distance symbol d - 1, no extra bits */
-    huffman(lit, N_LITLEN, MAX_BITS, c->len, c->code);
+    huffman(lit, N_LITLEN, MAX_LIT_BITS, c->len, c->code);
     huffman(dfreq, N_DIST, MAX_BITS, c->dlen, c->dcode);
     c->hlit = N_LITLEN;
     while (c->hlit > 257 && !c->len[c->hlit - 1]) c->hlit--;
@@ -394,9 +424,17 @@ static uint64_t build_codes(dyn_code *c, const uint32_t lit[N_LITLEN], uint32_t 
     while (c->hclen > 4 && !c->clen_len[CLEN_ORDER[c->hclen - 1]]) c->hclen--;
     uint64_t bits = 3 + 5 + 5 + 4 + 3 * (uint64_t)c->hclen;
     for (int s = 0; s < N_CLEN; s++) bits += (uint64_t)cfreq[s] * (c->clen_len[s] + CLEN_EXTRA[s]);
+    return bits;
+}
+
+/* The bits that the symbols counted in lit and matches take in code c (end of block included
+ * when it is counted). */
+static uint64_t data_bits(const dyn_code *c, const uint32_t lit[N_LITLEN], uint32_t matches,
+                          int d) {
+    uint64_t bits = (uint64_t)matches * c->dlen[d - 1];
     for (int s = 0; s < N_LITLEN; s++)
         bits += (uint64_t)lit[s] * (c->len[s] + (s > 256 ? LEN_EXTRA[s - 257] : 0));
-    return bits + (uint64_t)matches * c->dlen[d - 1];
+    return bits;
 }
 
 static void write_header(bit_writer *w, const dyn_code *c, bool last) {
@@ -420,13 +458,14 @@ static inline void put_match(bit_writer *w, const dyn_code *c, int64_t m, int d,
              ln + ex + c->dlen[d - 1]);
 }
 
-/* Three literals in one put: at most 45 bits. */
-static inline void put_literals3(bit_writer *w, const dyn_code *c, const uint8_t *p) {
-    const int l0 = c->len[p[0]], l1 = c->len[p[1]];
+/* Four literals in one put: at most 4 * MAX_LIT_BITS = 52 bits. */
+static inline void put_literals4(bit_writer *w, const dyn_code *c, const uint8_t *p) {
+    const int l0 = c->len[p[0]], l1 = c->len[p[1]], l2 = c->len[p[2]];
     put_bits(w,
              c->code[p[0]] | (uint64_t)c->code[p[1]] << l0 |
-                 (uint64_t)c->code[p[2]] << (l0 + l1),
-             l0 + l1 + c->len[p[2]]);
+                 (uint64_t)c->code[p[2]] << (l0 + l1) |
+                 (uint64_t)c->code[p[3]] << (l0 + l1 + l2),
+             l0 + l1 + l2 + c->len[p[3]]);
 }
 
 /* ---- the band's parse, for both passes ------------------------------------------------ */
@@ -453,13 +492,13 @@ PNG_INLINE void sink_literal(const sym_sink *s, const uint8_t *f, int64_t i) {
         put_bits(s->w, s->c->code[f[i]], s->c->len[f[i]]);
 }
 
-PNG_INLINE void sink_literals6(const sym_sink *s, const uint8_t *p) { /* LIT_RUN literals */
+PNG_INLINE void sink_literals8(const sym_sink *s, const uint8_t *p) {
     if (!s->w) {
-        s->t[0][p[0]]++, s->t[1][p[1]]++, s->t[2][p[2]]++;
-        s->t[3][p[3]]++, s->t[0][p[4]]++, s->t[1][p[5]]++;
+        s->t[0][p[0]]++, s->t[1][p[1]]++, s->t[2][p[2]]++, s->t[3][p[3]]++;
+        s->t[0][p[4]]++, s->t[1][p[5]]++, s->t[2][p[6]]++, s->t[3][p[7]]++;
     } else {
-        put_literals3(s->w, s->c, p);
-        put_literals3(s->w, s->c, p + 3);
+        put_literals4(s->w, s->c, p);
+        put_literals4(s->w, s->c, p + 4);
     }
 }
 
@@ -472,53 +511,62 @@ PNG_INLINE void sink_match(const sym_sink *s, int64_t m) {
     }
 }
 
-/* The band as literals and pixel-repeat matches, in stream order. The counts that size the
- * Huffman block and the block itself come from this one parse (inlined into each pass with
- * its sink known), so the size estimate, and with it the output bound, holds by construction. */
-PNG_INLINE void parse_band(const sym_sink *s, const uint8_t *f, int64_t n) {
-    const int d = s->d;
-    int64_t i = 0;
-    for (; i < n && i < d; i++) sink_literal(s, f, i);
-    while (i + 8 <= n) {
-        const uint64_t starts = match_starts(f, i, d);
-        if (!starts) {
-            sink_literals6(s, f + i);
-            i += LIT_RUN;
+/* The symbols of the segment f[a, e) from f[i] on (i >= a: a match of the previous segment
+ * may reach into this one), as literals and pixel-repeat matches in stream order; matches end
+ * by f[n - 1] and may carry past f[e - 1]. Returns where the parse stopped (>= e). Needs PAD
+ * readable bytes after f[n - 1]; ms has room for e - a + 8 entries. */
+PNG_INLINE int64_t parse_segment(const sym_sink *s, const uint8_t *f, int64_t i, int64_t a,
+                                 int64_t e, int64_t n, uint8_t *ms) {
+    if (i >= e) return i;
+    match_map(f, a, e, n, s->d, ms);
+    while (i < e) {
+        const uint64_t starts = load64(ms + (i - a)); /* byte k: a match starts at f[i + k] */
+        if (!starts && i + 8 <= e) {
+            sink_literals8(s, f + i);
+            i += 8;
             continue;
         }
-        for (const int64_t k = i + (__builtin_ctzll(starts) >> 3); i < k; i++)
-            sink_literal(s, f, i);
-        const int64_t m = match_len(f, i, n, d);
-        sink_match(s, m);
-        i += m;
-    }
-    while (i < n) {
-        const int64_t m = match_len(f, i, n, d);
-        if (m) {
+        const int64_t k = starts ? i + (__builtin_ctzll(starts) >> 3) : e;
+        for (const int64_t k_end = k < e ? k : e; i < k_end; i++) sink_literal(s, f, i);
+        if (i < e) { /* a match starts at i */
+            const int64_t m = match_len(f, i, n, s->d);
             sink_match(s, m);
             i += m;
-        } else {
-            sink_literal(s, f, i++);
         }
     }
+    return i;
 }
 
-/* The symbol counts of the band: literals, lengths and end of block in lit; *matches. */
-static void count_symbols(const uint8_t *f, int64_t n, int d, const uint8_t *lsym,
-                          uint32_t lit[N_LITLEN], uint32_t *matches) {
+/* The symbol counts of the band's sample (its segments 0, SAMPLE_EVERY, 2 * SAMPLE_EVERY, ...,
+ * each parsed on its own): literals and lengths in lit, matches in *matches. Returns the bytes
+ * sampled (n when the band is one segment: the counts are then exact). */
+static int64_t count_sample(const uint8_t *f, int64_t n, int d, const uint8_t *lsym,
+                            uint32_t lit[N_LITLEN], uint32_t *matches) {
     uint32_t t[4][256] = {{0}};
     const sym_sink s = {.t = t, .lit = lit, .matches = matches, .lsym = lsym, .d = d};
-    parse_band(&s, f, n);
+    uint8_t ms[SEG_BYTES + 8];
+    int64_t sampled = 0;
+    for (int64_t i = 0; i < n; i += SAMPLE_EVERY * SEG_BYTES) {
+        const int64_t end = n - i < SEG_BYTES ? n : i + SEG_BYTES;
+        parse_segment(&s, f, i, i, end, end, ms);
+        sampled += end - i;
+    }
     for (int b = 0; b < 256; b++) lit[b] += t[0][b] + t[1][b] + t[2][b] + t[3][b];
-    lit[END_BLOCK]++;
+    return sampled;
 }
 
-/* The band's symbols as the dynamic block's data, then end of block. */
-static void write_symbols(bit_writer *w, const dyn_code *c, const uint8_t *f, int64_t n, int d,
-                          const uint8_t *lsym) {
+/* The band's symbols as the dynamic block's data, then end of block, a segment at a time;
+ * false (and the written bits are garbage) as soon as more than `room` bytes are written. */
+static bool write_symbols(bit_writer *w, const dyn_code *c, const uint8_t *f, int64_t n, int d,
+                          const uint8_t *lsym, const uint8_t *out, size_t room) {
     const sym_sink s = {.w = w, .c = c, .lsym = lsym, .d = d};
-    parse_band(&s, f, n);
+    uint8_t ms[SEG_BYTES + 8];
+    for (int64_t a = 0, i = 0; a < n; a += SEG_BYTES) {
+        i = parse_segment(&s, f, i, a, n - a < SEG_BYTES ? n : a + SEG_BYTES, n, ms);
+        if ((size_t)(w->p - out) > room) return false;
+    }
     put_bits(w, c->code[END_BLOCK], c->len[END_BLOCK]);
+    return true;
 }
 
 static uint8_t *write_stored(uint8_t *p, const uint8_t *f, int64_t n, bool last) {
@@ -563,26 +611,34 @@ static void band_task(void *ctx, int64_t task, int thread) {
     uint8_t lsym[MAX_MATCH + 1];
     uint32_t lit[N_LITLEN] = {0}, matches = 0;
     length_symbols(lsym);
-    count_symbols(b->f, b->n, j->bpp, lsym, lit, &matches);
+    const int64_t sampled = count_sample(b->f, b->n, j->bpp, lsym, lit, &matches);
+    uint32_t weight[N_LITLEN]; /* the code's weights: the counts, smoothed when sampled */
+    const uint32_t smooth = sampled < b->n ? 1 : 0;
+    for (int s = 0; s < N_LITLEN; s++) weight[s] = lit[s] + smooth;
+    weight[END_BLOCK] = 1;
     dyn_code c;
-    const uint64_t bits = build_codes(&c, lit, matches, j->bpp);
-    const uint64_t stored = (uint64_t)b->n + 5 * (uint64_t)stored_blocks(b->n);
-    if ((bits + 7) / 8 >= stored) {
-        b->out_len = (size_t)(write_stored(b->out, b->f, b->n, last) - b->out);
-        return;
-    }
+    const uint64_t head = build_codes(&c, weight, matches + smooth, j->bpp);
+    /* the sample's bits scaled to the band (exact when the sample is the band) */
+    const uint64_t bits = head + c.len[END_BLOCK] +
+                          data_bits(&c, lit, matches, j->bpp) * (uint64_t)b->n / (uint64_t)sampled;
+    const size_t stored = stored_size(b->n);
     bit_writer w = {.p = b->out};
-    write_header(&w, &c, last);
-    write_symbols(&w, &c, b->f, b->n, j->bpp, lsym);
-    if (!last) {
-        put_bits(&w, 0, 3); /* sync flush: an empty stored block ends the band on a byte */
-        align_byte(&w);
-        memcpy(w.p, "\x00\x00\xff\xff", 4);
-        w.p += 4;
-    } else {
-        align_byte(&w);
+    if ((bits + 7) / 8 < stored) {
+        write_header(&w, &c, last);
+        if (write_symbols(&w, &c, b->f, b->n, j->bpp, lsym, b->out, stored)) {
+            if (!last) {
+                put_bits(&w, 0, 3); /* sync flush: an empty stored block ends the band on a byte */
+                align_byte(&w);
+                memcpy(w.p, "\x00\x00\xff\xff", 4);
+                w.p += 4;
+            } else {
+                align_byte(&w);
+            }
+            b->out_len = (size_t)(w.p - b->out);
+            if (b->out_len < stored + (last ? 0 : 5)) return;
+        }
     }
-    b->out_len = (size_t)(w.p - b->out);
+    b->out_len = (size_t)(write_stored(b->out, b->f, b->n, last) - b->out);
 }
 
 eng_status eng_png_zlib(eng_runtime *rt, const uint8_t *px, int64_t h, int64_t row_bytes,

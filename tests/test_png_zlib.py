@@ -66,6 +66,42 @@ def test_compresses_like_zlib_level_1_or_better() -> None:
             assert n <= len(zlib.compress(ref, 1)) * 1.05, name
 
 
+def _from_filtered(v: np.ndarray) -> np.ndarray:
+    """The grey image whose Up-filtered rows are v (h, w) (row y = row y-1 + v[y], mod 256)."""
+    return np.cumsum(v, axis=0, dtype=np.uint64).astype(np.uint8)
+
+
+@pytest.mark.parametrize("h", [16, 64, 70])
+def test_code_fitted_to_a_sample_of_the_band(h: int) -> None:
+    """The code is fitted to every 4th 4096-byte segment of a band (grey rows of 4095 pixels:
+    every 4th row). Content unlike the sample still inflates exactly: bytes the sample never
+    had (it had 0..127, the rest is noise: the band outgrows its stored size while being
+    coded and is rewritten stored), match lengths the sample never had (runs of every length
+    outside it), and the other way round (noise sampled, zeros elsewhere: stored). With 70
+    rows the bands are 14 rows long, so the sample falls elsewhere: it must inflate all the
+    same."""
+    rng = np.random.default_rng(h)
+    noise = rng.integers(0, 256, (h, 4095), dtype=np.uint8)
+    sampled = (np.arange(h) % 4 == 0)[:, None]
+    runs = (np.arange(4095)[None, :] // (1 + np.arange(h)[:, None] * 7 % 300) * 37) % 256
+    cases = {
+        "unseen bytes": np.where(sampled, noise & 127, noise),
+        "unseen lengths": np.where(sampled, noise & 15, runs),
+        "noise sampled": np.where(sampled, noise, 0),
+    }
+    for name, v in cases.items():
+        img = _from_filtered(v.astype(np.uint8))
+        ref = filter_rows(img[:, :, None]).tobytes()
+        assert ref == bytes(np.insert(v.astype(np.uint8), 0, 2, axis=1))  # the premise
+        raw, n = _inflate(img)
+        assert raw == ref, name
+        stored = len(ref) + 5 * (len(ref) // 65535 + 1) + 2 + 4 + 5 * (h // 16 + 1)
+        if name == "unseen lengths":
+            assert n < len(ref) // 2, name
+        elif h % 16 == 0:
+            assert len(ref) < n <= stored, name  # the stored size, never more
+
+
 def test_same_bytes_on_one_or_two_threads() -> None:
     img = _images(700, 300, 3, seed=3)["smooth"]
     assert bytes(_engine.png_zlib(img, _engine.Runtime(None, 1))) == bytes(

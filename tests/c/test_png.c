@@ -87,7 +87,69 @@ static void test_encode(void) {
     eng_runtime_free(rt2);
 }
 
+/* The Huffman code is fitted to a sample of each band (every 4th 4096-byte segment of its
+ * filtered rows: one row here, with grey rows of 4095 pixels), so the rest may not look like
+ * the sample. The rows are made from the filtered bytes v they should have. Kind 0: v is
+ * 0..127 in the sampled rows and 0..255 in the others, so bytes 128..255 get the longest codes
+ * and the coded band outgrows its stored size: it must be rewritten stored, inside the bound
+ * (one band when h = 16: ASan sees any write past it). Kind 1: noise in the sample and zeros
+ * elsewhere (stored from the estimate). Kind 2: the sample has no long repeats and the rest is
+ * runs of every length (the smoothed code must code lengths the sample never saw). */
+static void test_sample_mismatch(void) {
+    eng_runtime *rt1 = NULL, *rt2 = NULL;
+    eng_error err;
+    eng_runtime_params p = eng_runtime_params_default();
+    p.n_threads = 1;
+    CHECK(eng_runtime_create(&p, &rt1, &err) == ENG_OK, "%s", err.message);
+    p.n_threads = 2;
+    CHECK(eng_runtime_create(&p, &rt2, &err) == ENG_OK, "%s", err.message);
+    test_rng r = {0x5678};
+    const int64_t w = 4095;
+    for (int64_t h = 16; h <= 64; h += 48)
+        for (int kind = 0; kind < 3; kind++) {
+            uint8_t *px = malloc((size_t)(h * w)); /* (h, w) grey */
+            for (int64_t y = 0; y < h; y++) {
+                const bool sampled = y % 4 == 0;
+                const int64_t run = 1 + y * 7 % 300;
+                for (int64_t x = 0; x < w; x++) {
+                    const uint8_t noise = (uint8_t)test_next(&r);
+                    uint8_t v = 0; /* the filtered byte */
+                    if (kind == 0) v = sampled ? noise & 127 : noise;
+                    if (kind == 1) v = sampled ? noise : 0;
+                    if (kind == 2) v = sampled ? noise & 15 : (uint8_t)(x / run * 37);
+                    px[y * w + x] = (uint8_t)((y ? px[(y - 1) * w + x] : 0) + v);
+                }
+            }
+            const int64_t raw = h * (w + 1);
+            const size_t bound = eng_png_zlib_bound(h, w);
+            uint8_t *o1 = malloc(bound), *o2 = malloc(bound);
+            size_t n1 = 0, n2 = 0;
+            CHECK(eng_png_zlib(rt1, px, h, w, 1, o1, bound, &n1, &err) == ENG_OK, "%s",
+                  err.message);
+            CHECK(eng_png_zlib(rt2, px, h, w, 1, o2, bound, &n2, &err) == ENG_OK, "%s",
+                  err.message);
+            CHECK(n1 == n2 && !memcmp(o1, o2, n1), "h %lld kind %d: threads change bytes",
+                  (long long)h, kind);
+            const uint32_t want = ref_adler(px, h, w);
+            const uint32_t got = (uint32_t)o1[n1 - 4] << 24 | (uint32_t)o1[n1 - 3] << 16 |
+                                 (uint32_t)o1[n1 - 2] << 8 | o1[n1 - 1];
+            CHECK(got == want, "h %lld kind %d: adler", (long long)h, kind);
+            if (kind < 2)
+                CHECK((int64_t)n1 >= raw && n1 <= bound, "h %lld kind %d: %zu bytes, stored is "
+                      "%lld", (long long)h, kind, n1, (long long)raw);
+            else
+                CHECK((int64_t)n1 < raw / 2, "h %lld runs: %zu bytes of %lld", (long long)h, n1,
+                      (long long)raw);
+            free(px);
+            free(o1);
+            free(o2);
+        }
+    eng_runtime_free(rt1);
+    eng_runtime_free(rt2);
+}
+
 int main(void) {
     RUN(test_encode);
+    RUN(test_sample_mismatch);
     return test_finish("test_png");
 }
