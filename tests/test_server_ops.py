@@ -109,8 +109,9 @@ def test_metrics_endpoint():
     cfg = test_config(metrics={"port": port})
     with ServerThread(cfg, FakeModel(step_s=0.001)) as st, grpc.insecure_channel(st.address) as ch:
         stub = pb_grpc.ImageGenerationStub(ch)
-        list(stub.Generate(pb.GenerateRequest(prompt="x", width=64, height=64, steps=3,
-                                              preview=pb.PreviewOptions(format=1)), timeout=10))
+        events = list(stub.Generate(pb.GenerateRequest(prompt="x", width=64, height=64, steps=3,
+                                                       preview=pb.PreviewOptions(format=1)),
+                                    timeout=10))
         with pytest.raises(grpc.RpcError):
             list(stub.Generate(pb.GenerateRequest(prompt=""), timeout=10))
         assert st.server.metrics_port == port
@@ -122,10 +123,15 @@ def test_metrics_endpoint():
                  'qwen_edge_stage_seconds_count{stage="step"} 3.0',
                  'qwen_edge_stage_seconds_count{stage="total"} 1.0'):
         assert line in body, line
-    assert "qwen_edge_preview_bytes_total" in body and "qwen_edge_image_bytes_total" in body
-    prefix = 'qwen_edge_previews_total{result="sent"'
-    sent = [ln for ln in body.splitlines() if ln.startswith(prefix)]
-    assert sent and float(sent[0].split()[-1]) >= 1
+    values = {ln.split()[0]: float(ln.split()[1]) for ln in body.splitlines()
+              if ln.startswith("qwen_edge_") and " " in ln}
+    # counted once the request is over (service._Sent), before its stream ends
+    previews = [e.step.preview_image for e in events if e.step.preview_image]
+    image = sum(len(e.image_chunk.data) for e in events if e.HasField("image_chunk"))
+    assert previews and events[-1].done.previews_sent == len(previews)
+    assert values['qwen_edge_previews_total{result="sent"}'] == len(previews)
+    assert values["qwen_edge_preview_bytes_total"] == sum(len(p) for p in previews)
+    assert values["qwen_edge_image_bytes_total"] == image > 0
 
 
 def test_reflection_lists_the_services():
