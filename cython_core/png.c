@@ -123,26 +123,28 @@ size_t eng_png_zlib_bound(int64_t h, int64_t row_bytes) {
 
 /* Adler-32 of p[0, n) continuing from adler. Over nb blocks of 32 bytes (byte i of block j),
  * a gains the bytes' sum and b gains 32 * nb * a plus each byte weighted by the bytes from it to
- * the end: 32 * (nb - 1 - j) + (32 - i). All three sums are 16-bit products summed into 32 bits,
- * which compilers vectorise (pmaddwd on SSE2, smlal on NEON). */
+ * the end: 32 * (nb - 1 - j) + (32 - i). Per lane i: col[i] sums the lane's bytes and pre[i]
+ * sums col[i] as it was before each block, so sum_j (nb - 1 - j) * byte(j, i) = pre[i] and the
+ * weights 32 - i apply once, to col[i], at the end: two adds a byte, in 32 independent lanes
+ * that compilers vectorise (paddd on SSE2, add on NEON). */
 static uint32_t adler32(uint32_t adler, const uint8_t *p, int64_t n) {
-    static const int16_t weight[32] = {32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22,
-                                       21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11,
-                                       10, 9,  8,  7,  6,  5,  4,  3,  2,  1};
     uint64_t a = adler & 0xFFFF, b = adler >> 16;
     while (n >= 32) {
         const int64_t nb = n / 32 < ADLER_NMAX / 32 ? n / 32 : ADLER_NMAX / 32;
-        int32_t s1 = 0, s2 = 0, s3 = 0; /* s3 <= 255 * 173 * 5552: no overflow */
-        for (int64_t j = 0; j < nb; j++, p += 32) {
-            const int16_t wj = (int16_t)(nb - 1 - j);
+        uint32_t col[32] = {0}, pre[32] = {0}; /* col <= 255 * 173, pre <= 173 * col */
+        for (int64_t j = 0; j < nb; j++, p += 32)
             for (int i = 0; i < 32; i++) {
-                s1 += p[i];
-                s2 += weight[i] * (int16_t)p[i];
-                s3 += wj * (int16_t)p[i];
+                pre[i] += col[i];
+                col[i] += p[i];
             }
+        uint64_t s1 = 0, s2 = 0, s3 = 0;
+        for (int i = 0; i < 32; i++) {
+            s1 += col[i];
+            s2 += (uint64_t)(32 - i) * col[i];
+            s3 += pre[i];
         }
-        b = (b + (uint64_t)(32 * nb) * a + 32 * (uint64_t)s3 + (uint64_t)s2) % ADLER_MOD;
-        a = (a + (uint64_t)s1) % ADLER_MOD;
+        b = (b + (uint64_t)(32 * nb) * a + 32 * s3 + s2) % ADLER_MOD;
+        a = (a + s1) % ADLER_MOD;
         n -= 32 * nb;
     }
     for (; n > 0; n--) { /* fewer than 32 bytes: b stays far below 2^32 */
