@@ -108,6 +108,16 @@ def test_same_bytes_on_one_or_two_threads() -> None:
         _engine.png_zlib(img, RT2))
 
 
+def test_same_bytes_on_every_isa() -> None:
+    """The band coder is compiled per ISA (png_band_*.c); the scalar one is the specification."""
+    isas = [i for i in ("avx2", "avx512", "neon") if i in _engine.supported_isas()]
+    scalar = _engine.Runtime("scalar", 2)
+    for name, img in _images(300, 257, 3, seed=5).items():
+        want = bytes(_engine.png_zlib(img, scalar))
+        for isa in isas:
+            assert bytes(_engine.png_zlib(img, _engine.Runtime(isa, 2))) == want, (name, isa)
+
+
 def test_non_contiguous_input_is_copied() -> None:
     a = np.random.default_rng(2).integers(0, 256, (40, 60, 3), dtype=np.uint8)[::2, ::3]
     assert zlib.decompress(bytes(_engine.png_zlib(a, RT2))) == filter_rows(

@@ -1,8 +1,9 @@
 /* test_png.c - the PNG image-data encoder (png.c) under the sanitizers: every kind of content
- * and shape, one and two threads. Here: memory safety, the size bound, the zlib framing, the
- * Adler-32 trailer against a plain reference over the Up-filtered rows, the same bytes on any
- * thread count, and the argument errors. That the stream inflates to those rows is tested in
- * Python against zlib (tests/test_png_zlib.py). */
+ * and shape, one and two threads, every ISA's band coder. Here: memory safety, the size bound,
+ * the zlib framing, the Adler-32 trailer against a plain reference over the Up-filtered rows,
+ * the same bytes on any thread count and ISA as the scalar coder, and the argument errors.
+ * That the stream inflates to those rows is tested in Python against zlib
+ * (tests/test_png_zlib.py). */
 
 #include "test_util.h"
 
@@ -30,17 +31,37 @@ static void fill(test_rng *r, uint8_t *px, int64_t n, int kind) {
     }
 }
 
+/* The runtimes every case runs on: the scalar band coder on 1 and 2 threads (the
+ * specification), then each other supported ISA's on 2 threads; all must write the same bytes. */
+#define MAX_RT 6
+static int make_runtimes(eng_runtime **rt) {
+    static const eng_isa isas[] = {ENG_ISA_SCALAR, ENG_ISA_SCALAR, ENG_ISA_AVX2, ENG_ISA_AVX512,
+                                   ENG_ISA_NEON};
+    eng_error err;
+    int n = 0;
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        if (!eng_isa_supported(isas[i])) continue;
+        eng_runtime_params p = eng_runtime_params_default();
+        p.isa = isas[i];
+        p.n_threads = i == 0 ? 1 : 2;
+        CHECK(eng_runtime_create(&p, &rt[n], &err) == ENG_OK, "%s", err.message);
+        n++;
+    }
+    return n;
+}
+
+static void free_runtimes(eng_runtime **rt, int n) {
+    for (int i = 0; i < n; i++) eng_runtime_free(rt[i]);
+}
+
 static void test_encode(void) {
     static const int64_t shapes[][3] = {{1, 1, 1}, {1, 1, 3}, {2, 3, 4}, {7, 5, 3}, {3, 9, 2},
                                         {256, 256, 3}, {90, 1000, 4}, {1, 70000, 1},
                                         {3000, 1, 1}, {129, 257, 3}};
-    eng_runtime *rt1 = NULL, *rt2 = NULL;
+    eng_runtime *rt[MAX_RT];
+    const int n_rt = make_runtimes(rt);
+    eng_runtime *rt1 = rt[0];
     eng_error err;
-    eng_runtime_params p = eng_runtime_params_default();
-    p.n_threads = 1;
-    CHECK(eng_runtime_create(&p, &rt1, &err) == ENG_OK, "%s", err.message);
-    p.n_threads = 2;
-    CHECK(eng_runtime_create(&p, &rt2, &err) == ENG_OK, "%s", err.message);
     test_rng r = {0x1234};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int kind = 0; kind < 4; kind++) {
@@ -53,10 +74,13 @@ static void test_encode(void) {
             eng_err_clear(&err);
             CHECK(eng_png_zlib(rt1, px, h, rb, (int)c, o1, bound, &n1, &err) == ENG_OK, "%s",
                   err.message);
-            CHECK(eng_png_zlib(rt2, px, h, rb, (int)c, o2, bound, &n2, &err) == ENG_OK, "%s",
-                  err.message);
-            CHECK(n1 == n2 && !memcmp(o1, o2, n1), "%lldx%lldx%lld kind %d: threads change bytes",
-                  (long long)h, (long long)w, (long long)c, kind);
+            for (int k = 1; k < n_rt; k++) {
+                CHECK(eng_png_zlib(rt[k], px, h, rb, (int)c, o2, bound, &n2, &err) == ENG_OK,
+                      "%s", err.message);
+                CHECK(n1 == n2 && !memcmp(o1, o2, n1), "%lldx%lldx%lld kind %d: %s on %d "
+                      "threads changes bytes", (long long)h, (long long)w, (long long)c, kind,
+                      eng_isa_name(eng_runtime_isa(rt[k])), eng_runtime_threads(rt[k]));
+            }
             CHECK(n1 >= 6 && n1 <= bound && o1[0] == 0x78 && o1[1] == 0x01, "framing");
             const uint32_t want = ref_adler(px, h, rb);
             const uint32_t got = (uint32_t)o1[n1 - 4] << 24 | (uint32_t)o1[n1 - 3] << 16 |
@@ -83,8 +107,7 @@ static void test_encode(void) {
     CHECK(eng_png_zlib_bound(1, (int64_t)1 << 25) == 0 &&
               eng_png_zlib_bound((int64_t)1 << 40, 3) == 0,
           "absurd sizes have no bound");
-    eng_runtime_free(rt1);
-    eng_runtime_free(rt2);
+    free_runtimes(rt, n_rt);
 }
 
 /* The Huffman code is fitted to a sample of each band (every 4th 4096-byte segment of its
@@ -96,13 +119,10 @@ static void test_encode(void) {
  * elsewhere (stored from the estimate). Kind 2: the sample has no long repeats and the rest is
  * runs of every length (the smoothed code must code lengths the sample never saw). */
 static void test_sample_mismatch(void) {
-    eng_runtime *rt1 = NULL, *rt2 = NULL;
+    eng_runtime *rt[MAX_RT];
+    const int n_rt = make_runtimes(rt);
+    eng_runtime *rt1 = rt[0];
     eng_error err;
-    eng_runtime_params p = eng_runtime_params_default();
-    p.n_threads = 1;
-    CHECK(eng_runtime_create(&p, &rt1, &err) == ENG_OK, "%s", err.message);
-    p.n_threads = 2;
-    CHECK(eng_runtime_create(&p, &rt2, &err) == ENG_OK, "%s", err.message);
     test_rng r = {0x5678};
     const int64_t w = 4095;
     for (int64_t h = 16; h <= 64; h += 48)
@@ -126,10 +146,13 @@ static void test_sample_mismatch(void) {
             size_t n1 = 0, n2 = 0;
             CHECK(eng_png_zlib(rt1, px, h, w, 1, o1, bound, &n1, &err) == ENG_OK, "%s",
                   err.message);
-            CHECK(eng_png_zlib(rt2, px, h, w, 1, o2, bound, &n2, &err) == ENG_OK, "%s",
-                  err.message);
-            CHECK(n1 == n2 && !memcmp(o1, o2, n1), "h %lld kind %d: threads change bytes",
-                  (long long)h, kind);
+            for (int k = 1; k < n_rt; k++) {
+                CHECK(eng_png_zlib(rt[k], px, h, w, 1, o2, bound, &n2, &err) == ENG_OK, "%s",
+                      err.message);
+                CHECK(n1 == n2 && !memcmp(o1, o2, n1), "h %lld kind %d: %s on %d threads "
+                      "changes bytes", (long long)h, kind, eng_isa_name(eng_runtime_isa(rt[k])),
+                      eng_runtime_threads(rt[k]));
+            }
             const uint32_t want = ref_adler(px, h, w);
             const uint32_t got = (uint32_t)o1[n1 - 4] << 24 | (uint32_t)o1[n1 - 3] << 16 |
                                  (uint32_t)o1[n1 - 2] << 8 | o1[n1 - 1];
@@ -144,8 +167,7 @@ static void test_sample_mismatch(void) {
             free(o1);
             free(o2);
         }
-    eng_runtime_free(rt1);
-    eng_runtime_free(rt2);
+    free_runtimes(rt, n_rt);
 }
 
 int main(void) {
