@@ -17,6 +17,7 @@ Text metadata goes into tEXt chunks (Latin-1) or iTXt chunks (UTF-8), as Pillow 
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from collections.abc import Iterable
@@ -52,18 +53,32 @@ def _chunk(kind: bytes, *data: bytes | memoryview) -> list[bytes | memoryview]:
     return [struct.pack(">I", size) + kind, *data, struct.pack(">I", crc & 0xFFFFFFFF)]
 
 
-def _text_chunk(key: str, value: str) -> list[bytes | memoryview]:
-    """tEXt when key and value are Latin-1, else iTXt (UTF-8, uncompressed)."""
+_IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))  # no data
+
+
+@functools.lru_cache(maxsize=256)
+def _text_head(key: str) -> tuple[bytes, int, bytes, int]:
+    """The type and key of key's tEXt and iTXt chunks, each with its CRC so far (the keys are
+    the same few for every image: checked and summed once)."""
     if not 1 <= len(key) <= 79 or not key.isprintable():
         raise ValueError(f"PNG text key must be 1-79 printable characters, got {key!r}")
     try:
         kb = key.encode("latin-1")
     except UnicodeEncodeError:
         raise ValueError(f"PNG text key must be Latin-1, got {key!r}") from None
+    text, itxt = b"tEXt" + kb + b"\0", b"iTXt" + kb + b"\0\0\0\0\0"
+    return text, _crc32(text), itxt, _crc32(itxt)
+
+
+def _text_chunk(key: str, value: str) -> bytes:
+    """tEXt when key and value are Latin-1, else iTXt (UTF-8, uncompressed)."""
+    text, text_crc, itxt, itxt_crc = _text_head(key)
     try:
-        return _chunk(b"tEXt", kb + b"\0" + value.encode("latin-1"))
+        v, head, crc = value.encode("latin-1"), text, text_crc
     except UnicodeEncodeError:
-        return _chunk(b"iTXt", kb + b"\0\0\0\0\0" + value.encode("utf-8"))
+        v, head, crc = value.encode("utf-8"), itxt, itxt_crc
+    return b"".join((struct.pack(">I", len(head) - 4 + len(v)), head, v,
+                     struct.pack(">I", _crc32(v, crc) & 0xFFFFFFFF)))
 
 
 def filter_rows(pixels: np.ndarray) -> np.ndarray:
@@ -103,10 +118,9 @@ def encode_png_parts(
         raise ValueError(f"PNG sides must be 1 .. 2^31-1, got {w}x{h}")
     ihdr = struct.pack(">IIBBBBB", w, h, 8, _COLOR_TYPES[c], 0, 0, 0)
     parts = [SIGNATURE, *_chunk(b"IHDR", ihdr)]
-    for k, v in text:
-        parts += _text_chunk(k, v)
+    parts += [_text_chunk(k, v) for k, v in text]
     stream = _engine.png_zlib(a, runtime if runtime is not None else _engine.get_runtime(threads=1))
     for off in range(0, len(stream), MAX_IDAT):
         parts += _chunk(b"IDAT", stream[off:off + MAX_IDAT])
-    parts += _chunk(b"IEND")
+    parts.append(_IEND)
     return parts
