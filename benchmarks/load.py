@@ -151,7 +151,7 @@ def main() -> int:
     ap.add_argument("--size", default="256x256")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--max-queue", type=int, default=2)
-    ap.add_argument("--overhead-requests", type=int, default=40)
+    ap.add_argument("--overhead-requests", type=int, default=100)
     ap.add_argument("--generations", type=int, default=200, help="for the RSS measurement")
     ap.add_argument("--threads", type=int, default=0, help="engine threads (0 = default)")
     ap.add_argument("--output", default="png", choices=["png", "jpeg", "webp", "raw_rgb8"])
