@@ -6,7 +6,7 @@
  *     minus zeros), which turns vertical smoothness and flat areas into runs of small values;
  *   - no hash-table LZ77: the only matches are repeats of the previous pixel (distance = bytes
  *     per pixel, lengths 3..258), which take flat areas and solid colours down to a few bits
- *     per run, then one dynamic Huffman code per band fitted to that band's symbols;
+ *     per run, then one dynamic Huffman code per band;
  *   - the code is fitted to a sample of the band (one SEG_BYTES segment in SAMPLE_EVERY, as
  *     fpnge fits its code to a sample of the rows; a band of one segment is counted whole):
  *     symbols are then found once, while writing, instead of once to count and once to write;
