@@ -38,6 +38,9 @@ cdef extern from "engine.h" nogil:
                               const eng_request *req, eng_error *err)
     eng_status eng_to_rgb8(eng_runtime *rt, const float *x, int64_t c, int64_t h, int64_t w,
                            uint8_t *out, size_t out_bytes, eng_error *err)
+    eng_status eng_project_rgb8(eng_runtime *rt, const float *x, int64_t cin, int64_t h,
+                                int64_t w, const float *m, const float *b, int64_t c,
+                                uint8_t *out, size_t out_bytes, eng_error *err)
 
 
 def _vae_int(name, v, lo, hi):
@@ -168,5 +171,37 @@ def to_rgb8(x, Runtime runtime=None):
     _clear(&err)
     with nogil:
         st = eng_to_rgb8(r, &xv[0, 0, 0], c, h, w, &ov[0, 0, 0], obytes, &err)
+    _check(st, &err)
+    return out
+
+
+def project_rgb8(x, m, b, Runtime runtime=None):
+    """float32 x (cin, h, w), m (cin, c), b (c), c in 1..4 -> uint8 (h, w, c): the per-pixel map
+    v = x^T m + b converted as to_rgb8 converts (round_half_even(clamp(v * 0.5 + 0.5, 0, 1) *
+    255)). The server's latent previews; no BLAS (see pixels.c). Runs on runtime's pool
+    (default: the default runtime) with the GIL released."""
+    _f32("x", x, 3)
+    _f32("m", m, 2)
+    _f32("b", b, 1)
+    cdef int64_t cin = x.shape[0], h = x.shape[1], w = x.shape[2], c = m.shape[1]
+    if m.shape[0] != cin or b.shape[0] != c or not 1 <= c <= 4:
+        raise _invalid(f"m must be ({cin}, 1..4) and b (m.shape[1],), got m {m.shape}, "
+                       f"b {b.shape}")
+    if not 1 <= cin <= 1024 or not 1 <= h <= 65536 or not 1 <= w <= 65536:
+        raise _invalid(f"x must be (1..1024, 1..65536, 1..65536), got {x.shape}")
+    rt = runtime if runtime is not None else get_runtime()
+    out = np.empty((h, w, c), dtype=np.uint8)
+    cdef uint8_t[:, :, ::1] ov = out
+    cdef const float[:, :, ::1] xv = x
+    cdef const float[:, ::1] mv = m
+    cdef const float[::1] bv = b
+    cdef size_t obytes = out.nbytes
+    cdef eng_runtime *r = (<Runtime>rt)._rt
+    cdef eng_error err
+    cdef eng_status st
+    _clear(&err)
+    with nogil:
+        st = eng_project_rgb8(r, &xv[0, 0, 0], cin, h, w, &mv[0, 0], &bv[0], c, &ov[0, 0, 0],
+                              obytes, &err)
     _check(st, &err)
     return out

@@ -343,6 +343,13 @@ eng_status eng_vae_decode(eng_model *m, const float *latents, int32_t z_dim, int
 eng_status eng_to_rgb8(eng_runtime *rt, const float *x, int64_t c, int64_t h, int64_t w,
                        uint8_t *out, size_t out_bytes, eng_error *err);
 
+/* A per-pixel linear map, then eng_to_rgb8's conversion (pixels.c; the server's latent
+ * previews): out[y, x, ch] = to_rgb8(b[ch] + sum_i x[i, y, x] m[i, ch]). x (cin, h, w) float32,
+ * cin 1..1024; m (cin, c) and b (c) float32, c 1..4; out (h, w, c) uint8; sides 1..65536. */
+eng_status eng_project_rgb8(eng_runtime *rt, const float *x, int64_t cin, int64_t h, int64_t w,
+                            const float *m, const float *b, int64_t c, uint8_t *out,
+                            size_t out_bytes, eng_error *err);
+
 /* The zlib stream of a PNG's image data (png.c): rows (h, row_bytes) of 8-bit pixels of bpp
  * (1..4) bytes, Up-filtered and deflated on rt's pool (see png.c). out needs
  * eng_png_zlib_bound(h, row_bytes) bytes, 0 when the size is out of range (rows up to 16 MiB,
