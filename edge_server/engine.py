@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_server import _engine
-from edge_server.png import encode_png_parts
+from edge_server.png import encode_png_parts, png_head
 from edge_server.previews import encode_image, latent_to_rgb
 from edge_server.wire import Payload
 
@@ -241,6 +241,7 @@ class _Run:
     sent: int = 0
     skipped: int = 0
     delivered: bool = False  # the engine's result reached the consumer (nothing to stop)
+    png_heads: list[bytes] | None = None  # per image: png_head(), made while the engine runs
 
 
 _END = object()
@@ -272,12 +273,13 @@ def _png_text(base: tuple[tuple[str, str], ...], seed: int) -> tuple[tuple[str, 
 
 def encode_final(
     image: Any, fmt: str, quality: int, png_text: tuple[tuple[str, str], ...] = (),
-    runtime: Any = None,
+    runtime: Any = None, png_head: bytes | None = None,
 ) -> tuple[Payload, int, int]:
     """A PIL image or uint8 (h, w, 3) array -> (encoded file, width, height) in PNG / JPEG /
     WEBP / RAW_RGB8 (runtime: the _engine.Runtime whose pool compresses a PNG; default: this
-    thread). PNG and RAW_RGB8 come as pieces (the server sends them without joining them into
-    one bytes first)."""
+    thread; png_head: png.png_head() of the image with png_text, made beforehand). PNG and
+    RAW_RGB8 come as pieces (the server sends them without joining them into one bytes
+    first)."""
     if isinstance(image, np.ndarray):
         rgb = image
     else:
@@ -286,7 +288,7 @@ def encode_final(
     if fmt == "RAW_RGB8":
         return [memoryview(np.ascontiguousarray(rgb)).cast("B")], w, h
     if fmt == "PNG":  # the fast writer, with the text chunks, on the runtime's pool
-        return encode_png_parts(rgb, png_text, runtime), w, h
+        return encode_png_parts(rgb, png_text, runtime, png_head), w, h
     if fmt not in ("JPEG", "WEBP"):
         raise ValueError(f"unknown output format {fmt!r}")
     return encode_image(rgb, fmt, 0, quality)  # full size
@@ -641,9 +643,12 @@ class EngineAdapter:
                 t0 = time.perf_counter()
                 pixels = getattr(result, "pixels", None) or result.images  # arrays skip PIL
                 images = []
+                heads = run.png_heads  # None when the loop has not made them yet
                 for i, (img, seed) in enumerate(zip(pixels, result.seeds, strict=True)):
+                    head = heads[i] if heads else None
+                    text = () if head else _png_text(job.png_text, int(seed))
                     data, w, h = encode_final(img, job.output_format, job.output_quality,
-                                              _png_text(job.png_text, int(seed)), runtime)
+                                              text, runtime, head)
                     images.append(Image(i, int(seed), job.output_format, w, h, data))
             finally:
                 if runtime is not None:
@@ -669,6 +674,10 @@ class EngineAdapter:
         assert q is not None and run.future is not None
         total = job.steps * job.num_images
         done_steps = 0
+        if job.output_format == "PNG":  # the PNG heads, while the engine runs: not after it
+            run.png_heads = [png_head(job.width, job.height, 3, _png_text(job.png_text,
+                                                                          job.seed + i))
+                             for i in range(job.num_images)]
         while (msg := await q.get()) is not _END and not isinstance(msg, _Result):
             preview = None
             if msg.due:

@@ -102,11 +102,24 @@ def encode_png(
     return b"".join(encode_png_parts(pixels, text, runtime))
 
 
+def png_head(width: int, height: int, channels: int = 3,
+             text: Iterable[tuple[str, str]] = ()) -> bytes:
+    """What comes before a PNG's image data: signature, IHDR and the text chunks. It needs only
+    the size and the text, so the server makes it while the engine still runs."""
+    if channels not in _COLOR_TYPES:
+        raise ValueError(f"PNG channels must be 1, 3 or 4, got {channels}")
+    if not (1 <= height < 2**31 and 1 <= width < 2**31):
+        raise ValueError(f"PNG sides must be 1 .. 2^31-1, got {width}x{height}")
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPES[channels], 0, 0, 0)
+    return b"".join([SIGNATURE, *_chunk(b"IHDR", ihdr), *(_text_chunk(k, v) for k, v in text)])
+
+
 def encode_png_parts(
-    pixels: np.ndarray, text: Iterable[tuple[str, str]] = (), runtime: Any = None
+    pixels: np.ndarray, text: Iterable[tuple[str, str]] = (), runtime: Any = None,
+    head: bytes | None = None,
 ) -> list[bytes | memoryview]:
     """encode_png as pieces whose concatenation is the file (the server sends them without
-    joining them first)."""
+    joining them first). head: png_head() of this image made earlier (text is then unused)."""
     a = np.asarray(pixels)
     if a.ndim == 2:
         a = a[:, :, None]
@@ -114,11 +127,11 @@ def encode_png_parts(
         raise ValueError(f"encode_png takes uint8 (h, w), (h, w, 3) or (h, w, 4), "
                          f"got {a.dtype} {a.shape}")
     h, w, c = a.shape
-    if not (1 <= h < 2**31 and 1 <= w < 2**31):
-        raise ValueError(f"PNG sides must be 1 .. 2^31-1, got {w}x{h}")
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, _COLOR_TYPES[c], 0, 0, 0)
-    parts = [SIGNATURE, *_chunk(b"IHDR", ihdr)]
-    parts += [_text_chunk(k, v) for k, v in text]
+    if head is None:
+        head = png_head(w, h, c, text)
+    elif head[16:26] != struct.pack(">IIBB", w, h, 8, _COLOR_TYPES[c]):
+        raise ValueError(f"the PNG head was made for another image than {w}x{h}x{c}")
+    parts: list[bytes | memoryview] = [head]
     stream = _engine.png_zlib(a, runtime if runtime is not None else _engine.get_runtime(threads=1))
     for off in range(0, len(stream), MAX_IDAT):
         parts += _chunk(b"IDAT", stream[off:off + MAX_IDAT])

@@ -76,6 +76,18 @@ def test_parts_are_the_file() -> None:
     assert b"".join(png.encode_png_parts(a, [("k", "v")])) == png.encode_png(a, [("k", "v")])
 
 
+def test_head_made_beforehand() -> None:
+    a = np.random.default_rng(5).integers(0, 256, (40, 50, 4), dtype=np.uint8)
+    text = [("k", "v"), ("prompt", "ünïcode")]
+    head = png.png_head(50, 40, 4, text)
+    assert b"".join(png.encode_png_parts(a, head=head)) == png.encode_png(a, text)
+    for w, h, c in ((40, 50, 4), (50, 40, 3), (51, 40, 4)):
+        with pytest.raises(ValueError, match="another image"):
+            png.encode_png_parts(a, head=png.png_head(w, h, c))
+    with pytest.raises(ValueError, match="channels"):
+        png.png_head(4, 4, 2)
+
+
 @pytest.mark.parametrize("bad", [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 2), np.uint8),
                                  np.zeros((0, 4, 3), np.uint8), np.zeros(5, np.uint8)])
 def test_bad_input_is_a_clear_error(bad: np.ndarray) -> None:

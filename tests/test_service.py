@@ -121,6 +121,9 @@ def test_defaults_and_multiple_images(shared):
                                                          for k in range(1, n + 1)]
     chunks = [r.image_chunk for r in rs if r.HasField("image_chunk")]
     assert {c.image_index: c.seed for c in chunks} == {0: 7, 1: 8}
+    for i in (0, 1):  # each image's own seed in its PNG text
+        img = Image.open(io.BytesIO(b"".join(c.data for c in chunks if c.image_index == i)))
+        assert img.text["seed"] == str(7 + i) and f"Seed: {7 + i}" in img.text["parameters"]
     assert list(rs[-1].done.seeds) == [7, 8]
     call = model.calls[-1]
     assert call["true_cfg_scale"] == 1.0 and call["negative_prompt"] is None
