@@ -81,14 +81,18 @@ static void test_arena(void) {
 typedef struct pool_ctx {
     atomic_int_fast64_t sum;
     atomic_int hits[1000];
-    int max_thread;
+    atomic_int max_thread;
+    int64_t out[1000]; /* plain memory each task writes: the caller must see it afterwards */
 } pool_ctx;
 
 static void pool_fn(void *ctx, int64_t task, int thread) {
     pool_ctx *c = ctx;
     atomic_fetch_add(&c->sum, task);
     atomic_fetch_add(&c->hits[task], 1);
-    if (thread > c->max_thread) c->max_thread = thread;
+    c->out[task] = 3 * task + 1;
+    int m = atomic_load(&c->max_thread);
+    while (thread > m && !atomic_compare_exchange_weak(&c->max_thread, &m, thread)) {
+    }
 }
 
 static void slow_pool_fn(void *ctx, int64_t task, int thread) {
@@ -111,6 +115,41 @@ static void check_caller_waits(eng_pool *pool, int n) {
     }
 }
 
+/* The pool's lock-free hand-offs (threadpool.c): thousands of jobs of random size, with
+ * workers spinning, parked or asleep and the caller spinning or asleep at random, each job
+ * checked for every task exactly once. Run under TSan in CI as well. */
+static void slowish_pool_fn(void *ctx, int64_t task, int thread) {
+    if (thread != 0 && task % 7 == 0) usleep(40); /* longer than the caller's spin */
+    pool_fn(ctx, task, thread);
+}
+
+static void test_pool_stress(void) {
+    unsigned seed = 12345;
+    for (int n = 2; n <= 4; n++) {
+        eng_pool *pool = NULL;
+        eng_error err;
+        eng_err_clear(&err);
+        CHECK(eng_pool_create(n, &pool, &err) == ENG_OK, "%s", err.message);
+        int failures = 0;
+        for (int rep = 0; rep < 1500; rep++) {
+            static pool_ctx c;
+            memset(&c, 0, sizeof c);
+            seed = seed * 1103515245u + 12345u;
+            const unsigned r = (seed >> 8) % 100;
+            const int64_t tasks = 1 + (int64_t)((seed >> 16) % 48);
+            eng_pool_run(pool, tasks, r < 10 ? slowish_pool_fn : pool_fn, &c);
+            int wrong = atomic_load(&c.sum) != tasks * (tasks - 1) / 2;
+            for (int64_t t = 0; t < tasks; t++)
+                wrong += atomic_load(&c.hits[t]) != 1 || c.out[t] != 3 * t + 1;
+            failures += wrong != 0;
+            if (r >= 85) eng_pool_park(pool);
+            if (r >= 95) usleep(400); /* past the workers' spin: they sleep on the condvar */
+        }
+        CHECK(failures == 0, "every job's tasks exactly once (n=%d: %d bad jobs)", n, failures);
+        eng_pool_free(pool);
+    }
+}
+
 static void test_pool(void) {
     for (int n = 1; n <= 4; n++) {
         eng_pool *pool = NULL;
@@ -126,7 +165,10 @@ static void test_pool(void) {
             for (int64_t t = 0; t < tasks; t++) dup += atomic_load(&c.hits[t]) != 1;
             CHECK(dup == 0 && atomic_load(&c.sum) == tasks * (tasks - 1) / 2,
                   "every task exactly once (n=%d tasks=%lld)", n, (long long)tasks);
-            CHECK(c.max_thread < n, "thread ids in range");
+            int bad = 0;
+            for (int64_t t = 0; t < tasks; t++) bad += c.out[t] != 3 * t + 1;
+            CHECK(bad == 0, "the tasks' plain writes are visible after eng_pool_run (n=%d)", n);
+            CHECK(atomic_load(&c.max_thread) < n, "thread ids in range");
             if (rep % 3 == 0) eng_pool_park(pool); /* the next run must wake parked workers */
             if (rep % 50 == 0) usleep(2000);        /* ...also once they sleep on the condvar */
         }
@@ -270,6 +312,7 @@ int main(void) {
     RUN(test_rounding);
     RUN(test_arena);
     RUN(test_pool);
+    RUN(test_pool_stress);
     RUN(test_cancel);
     RUN(test_isa);
     RUN(test_runtime_params);
