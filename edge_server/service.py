@@ -11,12 +11,11 @@ its own `finally:`, so a client cancel (GeneratorExit at a yield), a deadline or
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
+import random
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -129,8 +128,9 @@ class Limits:
 
 
 def to_job(request: pb.GenerateRequest, limits: Limits, default_steps: int, cfg: Config,
-           model_name: str) -> GenerateJob:
-    """Validate and resolve defaults; raises RequestInvalid listing every bad field."""
+           model_name: str, deadline_s: float | None = None) -> GenerateJob:
+    """Validate and resolve defaults; raises RequestInvalid listing every bad field.
+    deadline_s: the seconds the client allows (None: no deadline admission)."""
     g = cfg.generation
     bad: list[tuple[str, str]] = []
     lim = limits
@@ -237,7 +237,8 @@ def to_job(request: pb.GenerateRequest, limits: Limits, default_steps: int, cfg:
         output_format=ofmt,
         output_quality=request.output_quality or g.output_quality,
         png_text=png_text,
-        request_id=rid or uuid.uuid4().hex,
+        request_id=rid or f"{random.getrandbits(128):032x}",  # an id, not a secret
+        deadline_s=deadline_s,
     )
 
 
@@ -274,10 +275,9 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
             lim = self.limits()  # raises Unavailable while loading
             desc = self._adapter.description
             assert desc is not None
-            job = to_job(request, lim, desc.default_steps, self._cfg, desc.name)
-            remaining = context.time_remaining()
-            if remaining is not None and self._cfg.server.deadline_admission:
-                job = dataclasses.replace(job, deadline_s=remaining)
+            remaining = (context.time_remaining() if self._cfg.server.deadline_admission
+                         else None)
+            job = to_job(request, lim, desc.default_steps, self._cfg, desc.name, remaining)
         except RequestInvalid as e:
             m.outcome("invalid")
             log.info("invalid request", extra={"kv": {"peer": context.peer(), "error": str(e)}})

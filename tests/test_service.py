@@ -149,6 +149,16 @@ def test_chunks_reassemble_to_the_engine_image(shared):
     np.testing.assert_array_equal(got, np.asarray(fake_image(5, w, h)))
 
 
+def test_request_id_made_when_empty(shared):
+    _st, stub, _model = shared
+    ids = []
+    for _ in range(2):
+        rs = list(stub.Generate(req(), timeout=10))
+        assert len({r.request_id for r in rs}) == 1
+        ids.append(rs[0].request_id)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids) and ids[0] != ids[1]
+
+
 def test_png_output_has_parameters(shared):
     _st, stub, _model = shared
     rs = list(stub.Generate(req(seed=99, steps=3, prompt="ünïcode prompt"), timeout=10))
