@@ -482,8 +482,65 @@ static void test_to_rgb8(void) {
     }
 }
 
+/* eng_project_rgb8: the per-pixel map in the kernel's float order (b, then each x_i m_i
+ * rounded and added in turn), then ref_u8; exact. Spans of 512 pixels, rows on the pool. */
+static void test_project_rgb8(void) {
+    test_rng r = {0xb1e55};
+    const int64_t shapes[][4] = {{16, 5, 1100, 3}, {1, 1, 1, 1}, {16, 3, 9, 4}, {40, 2, 513, 2},
+                                 {16, 9, 17, 3}};
+    for (int threads = 1; threads <= 2; threads++) {
+        eng_runtime *rt = test_runtime(ENG_ISA_AUTO, threads);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            const int64_t cin = shapes[s][0], h = shapes[s][1], w = shapes[s][2], c = shapes[s][3];
+            const int64_t plane = h * w;
+            float *x = malloc((size_t)(cin * plane) * sizeof *x); /* (cin, h, w) */
+            float *m = malloc((size_t)(cin * c) * sizeof *m);     /* (cin, c) */
+            float b[4];                                            /* (c) */
+            uint8_t *out = malloc((size_t)(plane * c));           /* (h, w, c) */
+            for (int64_t i = 0; i < cin * plane; i++) x[i] = test_uniform(&r) * 3.0f;
+            for (int64_t i = 0; i < cin * c; i++) m[i] = test_uniform(&r) * 0.4f;
+            for (int64_t i = 0; i < c; i++) b[i] = test_uniform(&r) * 0.3f;
+            eng_error err;
+            eng_err_clear(&err);
+            CHECK(eng_project_rgb8(rt, x, cin, h, w, m, b, c, out, (size_t)(plane * c), &err) ==
+                      ENG_OK, "%s", err.message);
+            int64_t bad = 0;
+            for (int64_t p = 0; p < plane; p++)
+                for (int64_t ch = 0; ch < c; ch++) {
+                    float acc = b[ch];
+                    for (int64_t i = 0; i < cin; i++) {
+                        volatile float prod = x[i * plane + p] * m[i * c + ch];
+                        acc += prod;
+                    }
+                    bad += out[p * c + ch] != ref_u8(acc);
+                }
+            CHECK(bad == 0, "threads=%d x (%lld,%lld,%lld) -> %lld channels: %lld differ", threads,
+                  (long long)cin, (long long)h, (long long)w, (long long)c, (long long)bad);
+            free(x);
+            free(m);
+            free(out);
+        }
+        float x1[4] = {0}, m1[8] = {0}, b1[4] = {0};
+        uint8_t o1[4];
+        eng_error err;
+        eng_err_clear(&err);
+        CHECK(eng_project_rgb8(rt, x1, 2, 1, 1, m1, b1, 5, o1, 5, &err) == ENG_ERR_INVALID_ARG,
+              "5 output channels accepted");
+        CHECK(eng_project_rgb8(rt, x1, 0, 1, 1, m1, b1, 3, o1, 3, &err) == ENG_ERR_INVALID_ARG,
+              "0 input channels accepted");
+        CHECK(eng_project_rgb8(rt, x1, 2, 1, 1, m1, b1, 3, o1, 2, &err) == ENG_ERR_INVALID_ARG,
+              "small out accepted");
+        CHECK(eng_project_rgb8(rt, x1, 2, 1, 1, NULL, b1, 3, o1, 3, &err) == ENG_ERR_INVALID_ARG,
+              "NULL m accepted");
+        CHECK(eng_project_rgb8(NULL, x1, 2, 1, 1, m1, b1, 3, o1, 3, &err) == ENG_ERR_INVALID_ARG,
+              "NULL runtime accepted");
+        eng_runtime_free(rt);
+    }
+}
+
 int main(void) {
     RUN(test_to_rgb8);
+    RUN(test_project_rgb8);
     RUN(test_conv_random);
     RUN(test_conv_blocking);
     RUN(test_upconv);
