@@ -93,6 +93,18 @@ static void rgb8_task(void *ctx, int64_t task, int thread) {
         }
 }
 
+/* Checks out's size and converts j's rows on rt's pool (fn names the caller in errors). */
+static eng_status run_rgb8(eng_runtime *rt, const rgb8_job *j, size_t out_bytes, const char *fn,
+                           eng_error *err) {
+    const size_t need = (size_t)j->c * (size_t)j->h * (size_t)j->w;
+    if (out_bytes < need)
+        return eng_err_set(err, ENG_ERR_INVALID_ARG, "%s: out has %zu bytes, needs %zu", fn,
+                           out_bytes, need);
+    eng_cpu_clear_upper(); /* baseline-SSE code on this thread: see internal.h */
+    eng_runtime_parallel(rt, (j->h + ROWS_PER_TASK - 1) / ROWS_PER_TASK, rgb8_task, (void *)j);
+    return ENG_OK;
+}
+
 eng_status eng_to_rgb8(eng_runtime *rt, const float *x, int64_t c, int64_t h, int64_t w,
                        uint8_t *out, size_t out_bytes, eng_error *err) {
     if (!rt) return eng_err_set(err, ENG_ERR_INVALID_ARG, "to_rgb8: runtime is NULL");
@@ -101,14 +113,8 @@ eng_status eng_to_rgb8(eng_runtime *rt, const float *x, int64_t c, int64_t h, in
         return eng_err_set(err, ENG_ERR_INVALID_ARG,
                            "to_rgb8: shape (%lld, %lld, %lld) out of range (1..4 channels, "
                            "1..65536 per side)", (long long)c, (long long)h, (long long)w);
-    const size_t need = (size_t)c * (size_t)h * (size_t)w;
-    if (out_bytes < need)
-        return eng_err_set(err, ENG_ERR_INVALID_ARG, "to_rgb8: out has %zu bytes, needs %zu",
-                           out_bytes, need);
-    rgb8_job j = {.x = x, .out = out, .c = c, .h = h, .w = w};
-    eng_cpu_clear_upper(); /* baseline-SSE code on this thread: see internal.h */
-    eng_runtime_parallel(rt, (h + ROWS_PER_TASK - 1) / ROWS_PER_TASK, rgb8_task, &j);
-    return ENG_OK;
+    const rgb8_job j = {.x = x, .out = out, .c = c, .h = h, .w = w};
+    return run_rgb8(rt, &j, out_bytes, "to_rgb8", err);
 }
 
 eng_status eng_project_rgb8(eng_runtime *rt, const float *x, int64_t cin, int64_t h, int64_t w,
@@ -122,12 +128,6 @@ eng_status eng_project_rgb8(eng_runtime *rt, const float *x, int64_t cin, int64_
                            "project_rgb8: x (%lld, %lld, %lld) to %lld channels out of range "
                            "(1..1024 in, 1..4 out, 1..65536 per side)", (long long)cin,
                            (long long)h, (long long)w, (long long)c);
-    const size_t need = (size_t)c * (size_t)h * (size_t)w;
-    if (out_bytes < need)
-        return eng_err_set(err, ENG_ERR_INVALID_ARG, "project_rgb8: out has %zu bytes, needs %zu",
-                           out_bytes, need);
-    rgb8_job j = {.x = x, .out = out, .c = c, .h = h, .w = w, .m = m, .b = b, .cin = cin};
-    eng_cpu_clear_upper(); /* baseline-SSE code on this thread: see internal.h */
-    eng_runtime_parallel(rt, (h + ROWS_PER_TASK - 1) / ROWS_PER_TASK, rgb8_task, &j);
-    return ENG_OK;
+    const rgb8_job j = {.x = x, .out = out, .c = c, .h = h, .w = w, .m = m, .b = b, .cin = cin};
+    return run_rgb8(rt, &j, out_bytes, "project_rgb8", err);
 }
