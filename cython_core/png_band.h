@@ -2,8 +2,9 @@
  * Adler-32, the Huffman code fitted to the band's sample, the coded or stored block. Plain C
  * included by png_band_scalar.c, png_band_avx2.c and png_band_avx512.c, each compiled with its
  * ISA's flags (the compilers vectorise the byte loops, and BMI2's shifts speed up the bit
- * writer); each defines PNG_BAND_TASK, the name of its band task. No include guard: one
- * inclusion per file. */
+ * writer; with AVX-512 VBMI the writer codes runs of 64 literals in registers,
+ * png_lit_vbmi.h); each defines PNG_BAND_TASK, the name of its band task. No include guard:
+ * one inclusion per file. */
 #include "png_internal.h"
 
 #ifndef PNG_BAND_TASK
@@ -361,6 +362,10 @@ static inline void put_literals4(bit_writer *w, const dyn_code *c, const uint8_t
              l0 + l1 + l2 + c->len[p[3]]);
 }
 
+#ifdef PNG_LIT64 /* defined by the including file, compiled with AVX-512 BW and VBMI */
+#include "png_lit_vbmi.h"
+#endif
+
 /* ---- the band's parse, for both passes ------------------------------------------------ */
 
 /* What a pass does with the parse: count the symbols (w == NULL: into t, lit and *matches) or
@@ -373,6 +378,9 @@ typedef struct sym_sink {
     const dyn_code *c;
     const uint8_t *lsym;
     int d;
+#ifdef PNG_LIT64
+    const lit_lut *lut; /* the writer's code as byte tables */
+#endif
 } sym_sink;
 
 /* inlined into each pass, so that the sink is a constant there */
@@ -415,6 +423,13 @@ PNG_INLINE int64_t parse_segment(const sym_sink *s, const uint8_t *f, int64_t i,
     while (i < e) {
         const uint64_t starts = load64(ms + (i - a)); /* byte k: a match starts at f[i + k] */
         if (!starts && i + 8 <= e) {
+#ifdef PNG_LIT64
+            if (s->w && i + 64 <= e && no_starts64(ms + (i - a))) {
+                put_literals64(s->w, s->lut, f + i);
+                i += 64;
+                continue;
+            }
+#endif
             sink_literals8(s, f + i);
             i += 8;
             continue;
@@ -452,7 +467,12 @@ static int64_t count_sample(const uint8_t *f, int64_t n, int d, const uint8_t *l
  * false (and the written bits are garbage) as soon as more than `room` bytes are written. */
 static bool write_symbols(bit_writer *w, const dyn_code *c, const uint8_t *f, int64_t n, int d,
                           const uint8_t *lsym, const uint8_t *out, size_t room) {
-    const sym_sink s = {.w = w, .c = c, .lsym = lsym, .d = d};
+    sym_sink s = {.w = w, .c = c, .lsym = lsym, .d = d};
+#ifdef PNG_LIT64
+    lit_lut lut;
+    lit_lut_make(&lut, c);
+    s.lut = &lut;
+#endif
     uint8_t ms[SEG_BYTES + 8];
     for (int64_t a = 0, i = 0; a < n; a += SEG_BYTES) {
         i = parse_segment(&s, f, i, a, n - a < SEG_BYTES ? n : a + SEG_BYTES, n, ms);

@@ -26,7 +26,11 @@ static void fill(test_rng *r, uint8_t *px, int64_t n, int kind) {
         case 0: px[i] = (uint8_t)test_next(r); break;                 /* noise: stored     */
         case 1: px[i] = 77; break;                                     /* flat: long runs   */
         case 2: px[i] = (uint8_t)(i / 7 % 4 * 60); break;              /* runs of 7         */
-        default: px[i] = (uint8_t)(i % 251 + (test_next(r) & 3)); break; /* smooth-ish     */
+        case 3: px[i] = (uint8_t)(i % 251 + (test_next(r) & 3)); break; /* smooth-ish     */
+        case 4: px[i] = (uint8_t)(test_next(r) & 31); break; /* coded, long literal runs */
+        default: /* literal runs of every length between flat spans (matches) */
+            px[i] = (i / 97 + i / 61) % 3 == 0 ? 77 : (uint8_t)(test_next(r) & 31);
+            break;
         }
     }
 }
@@ -64,7 +68,7 @@ static void test_encode(void) {
     eng_error err;
     test_rng r = {0x1234};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int kind = 0; kind < 4; kind++) {
+        for (int kind = 0; kind < 6; kind++) {
             const int64_t h = shapes[s][0], w = shapes[s][1], c = shapes[s][2], rb = w * c;
             uint8_t *px = malloc((size_t)(h * rb)); /* (h, w, c) */
             fill(&r, px, h * rb, kind);
@@ -89,6 +93,9 @@ static void test_encode(void) {
                   (long long)w, (long long)c, kind, got, want);
             if (kind == 1 && rb >= 64) /* runs: a few bits per 258 bytes */
                 CHECK(n1 < (size_t)(h * rb) / 20 + 64, "flat image: %zu bytes", n1);
+            if (kind == 4 && h * rb >= 4096) /* 6 bits of entropy a byte: coded, not stored */
+                CHECK(n1 < (size_t)(h * rb) * 7 / 8, "5-bit noise: %zu of %lld bytes", n1,
+                      (long long)(h * rb));
             free(px);
             free(o1);
             free(o2);
