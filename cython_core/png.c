@@ -27,7 +27,7 @@
  * bands on the pool; png_band.h codes one band and is compiled once per ISA
  * (png_band_scalar.c, the specification, and on x86-64 png_band_avx2.c / png_band_avx512.c
  * with BMI2: the same C, vectorised wider by the compiler, 8-12% faster; the AVX-512 one, with
- * VBMI, also codes runs of 64 literals in registers, png_lit_vbmi.h, another 20-25%); the
+ * VBMI, also codes runs of 64 literals in registers, png_lit_vbmi.h, another 8-14%); the
  * runtime's ISA picks one, and every one writes the same bytes (tests/c/test_png.c). */
 
 #include "png_internal.h"
