@@ -276,6 +276,8 @@ def _read_tokens(path: str) -> list[str]:
         line = line.split("#", 1)[0].strip()
         if line:
             out.append(line)
+    if not out:  # fail closed: a file meant to turn auth on must not leave the server open
+        raise ConfigError(f"auth.token_file {path} holds no token (one a line, # comments)")
     return out
 
 

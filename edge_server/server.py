@@ -162,6 +162,13 @@ def model_loader(cfg: Config) -> Callable[[ProgressFn], GenerativeModel]:
 # ---- the server ---------------------------------------------------------------------------
 
 
+def max_request_bytes(cfg: Config) -> int:
+    """gRPC's receive limit: room for a request whose prompt and negative prompt both have the
+    most characters allowed (4 UTF-8 bytes each), so that validation, not gRPC, answers an
+    over-long prompt (INVALID_ARGUMENT naming the field). Larger messages are refused by gRPC
+    itself with RESOURCE_EXHAUSTED and no details."""
+    return max(4 << 20, 8 * cfg.generation.max_prompt_chars + (64 << 10))
+
 class EdgeServer:
     """One gRPC server + engine. start() returns once the listeners are up (the model loads in
     the background: wait_loaded()); stop() drains; `ports` maps each listen address to its bound
@@ -220,7 +227,7 @@ class EdgeServer:
         s = self.cfg.server
         opts: list[tuple[str, Any]] = [
             ("grpc.so_reuseport", 0),  # a second server must fail to bind, not steal the port
-            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+            ("grpc.max_receive_message_length", max_request_bytes(self.cfg)),
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]

@@ -96,6 +96,16 @@ def test_tokens_from_file_and_env_not_from_toml(tmp_path):
         load_config(p, env={})
 
 
+def test_a_token_file_without_tokens_is_an_error(tmp_path):
+    """Fail closed: an empty (or comments-only) token file must not start an open server."""
+    tf = tmp_path / "tokens"
+    for text in ("", "# tokens go here\n\n   \n"):
+        tf.write_text(text)
+        with pytest.raises(ConfigError, match=r"auth\.token_file .* holds no token"):
+            load_config(env={}, overrides={"model.path": "/m", "auth.token_file": str(tf),
+                                           "server.listen": ("0.0.0.0:50051",)})
+
+
 ERRORS = [
     ({"server.listen": ("nonsense",)}, "server.listen"),
     ({"server.listen": ("127.0.0.1:99999",)}, "0..65535"),

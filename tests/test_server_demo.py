@@ -204,6 +204,22 @@ def test_health_during_load_and_security(demo_model, tmp_path):
         st.stop(grace=0)
 
 
+def test_the_python_example_client_saves_the_engine_image(demo_model, reference, tmp_path):
+    example = Path(__file__).resolve().parents[1] / "examples" / "python_client.py"
+    with ServerThread(demo_config(demo_model)).start() as st:
+        run = subprocess.run(
+            [sys.executable, str(example), "a quiet harbour", "--server", st.address,
+             "--out", str(tmp_path / "image.png"), "--previews", str(tmp_path / "previews"),
+             "--steps", "2", "--seed", "5"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "step 2/2" in run.stdout and "saved" in run.stdout and "done in" in run.stdout
+    want = reference.generate("a quiet harbour", width=64, height=64, steps=2, seed=5)
+    got = Image.open(tmp_path / "image.png")
+    np.testing.assert_array_equal(np.asarray(got.convert("RGB")), np.asarray(want.images[0]))
+    assert list((tmp_path / "previews").glob("step*.jpg"))
+
+
 def _serve(demo_model: Path, sock: Path, notify: FakeNotifySocket, *extra: str):
     env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="200000",
                PYTHONUNBUFFERED="1")
@@ -275,6 +291,44 @@ def test_subprocess_serve_generate_and_sigterm_drain(demo_model, reference, tmp_
         assert proc.returncode == 0, log
         assert "draining" in log and "stopped" in log
         assert re.search(r"draining grace_s=\S+ running=1", log), log  # the premise: it ran
+        assert not sock.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+
+
+def test_subprocess_sigint_drains_and_a_second_signal_cancels(demo_model, tmp_path):
+    """Ctrl-C drains like SIGTERM (the running generation goes on, health NOT_SERVING); a
+    second one cancels it at once (UNAVAILABLE) and the server still exits cleanly."""
+    sock = tmp_path / "i.sock"
+    notify = FakeNotifySocket()
+    proc = _serve(demo_model, sock, notify)  # the default grace: 30 s
+    try:
+        notify.wait_for(lambda m: m.startswith("READY=1"), timeout=30)
+        with grpc.insecure_channel(f"unix:{sock}") as ch:
+            stub = pb_grpc.ImageGenerationStub(ch)
+            call = stub.Generate(pb.GenerateRequest(prompt="x", width=1024, height=1024,
+                                                    steps=100), timeout=60)
+            for m in call:
+                if m.HasField("step"):
+                    break
+            proc.send_signal(signal.SIGINT)
+            notify.wait_for(lambda m: m.startswith("STOPPING=1"), timeout=10)
+            h = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
+            assert h.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert next(call).HasField("step")  # still running
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            with pytest.raises(grpc.RpcError) as ei:
+                list(call)
+            assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert time.monotonic() - t0 < 5
+        log = _finish(proc)
+        assert proc.returncode == 0, log
+        assert "signal=SIGINT" in log and "second signal" in log
         assert not sock.exists()
     finally:
         if proc.poll() is None:

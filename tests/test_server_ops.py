@@ -125,7 +125,7 @@ def test_metrics_endpoint():
         assert line in body, line
     values = {ln.split()[0]: float(ln.split()[1]) for ln in body.splitlines()
               if ln.startswith("qwen_edge_") and " " in ln}
-    # counted once the request is over (service._Sent), before its stream ends
+    # byte counters: counted as each message is built (service._response, _responses)
     previews = [e.step.preview_image for e in events if e.step.preview_image]
     image = sum(len(e.image_chunk.data) for e in events if e.HasField("image_chunk"))
     assert previews and events[-1].done.previews_sent == len(previews)

@@ -27,6 +27,7 @@ from edge_server._proto import imagegen_pb2 as pb
 from edge_server._proto import imagegen_pb2_grpc as pb_grpc
 from edge_server.engine import INLINE_PREVIEW_PIXELS
 from edge_server.pipeline import SizeLimits
+from edge_server.server import max_request_bytes
 from edge_server.service import CHUNK_BYTES, SERVICE_NAME
 
 pytestmark = pytest.mark.timeout(60)
@@ -231,7 +232,20 @@ def test_model_info(shared):
     assert info.isa == "fake" and info.version and info.engine_version == _engine.version()
     assert info.max_concurrent == 1 and info.max_queue == 8
     assert pb.PREVIEW_FORMAT_RAW_LATENT in info.preview_formats
+    assert info.backend == "cpu" and info.threads == model.threads
     assert not info.HasField("lora")
+
+
+def test_model_info_reports_the_lora():
+    model = FakeModel(lora="/models/Qwen-Image-Lightning-4steps.safetensors", lora_scale=0.75,
+                      threads=3)
+    model.is_lightning = True  # type: ignore[attr-defined]
+    with ServerThread(test_config(), model) as st:
+        ch, stub = stub_for(st)
+        with ch:
+            info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+    assert info.lora.path == model.lora and info.lora.scale == 0.75 and info.lora.lightning
+    assert info.threads == 3
 
 
 # ---- validation --------------------------------------------------------------------------
@@ -254,6 +268,28 @@ def test_invalid_argument_names_the_field(shared, name, fields, field):
     assert field in violations, violations
     assert any(ch.isdigit() for ch in violations[field]) or "empty" in violations[field]
     assert len(model.calls) == n_calls  # the engine never saw it
+
+
+def test_the_longest_prompts_reach_validation():
+    """gRPC's receive limit leaves room for every prompt validation could take, so a prompt
+    one character too long is INVALID_ARGUMENT naming the field even when it is over 4 MiB of
+    UTF-8; only messages beyond that room are refused by gRPC itself (RESOURCE_EXHAUSTED)."""
+    cfg = test_config(generation={"max_prompt_chars": 1_000_000})
+    assert max_request_bytes(cfg) == 8_000_000 + (64 << 10)
+    model = FakeModel(step_s=0.001)
+    with ServerThread(cfg, model) as st:
+        ch, stub = stub_for(st)
+        with ch:
+            long = "\U0001F600" * 1_100_000  # 4.4 MB of UTF-8: over a fixed 4 MiB limit
+            with pytest.raises(grpc.RpcError) as ei:
+                next(stub.Generate(req(prompt=long), timeout=30))
+            assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            (bad,) = [d for d in status_details(ei.value) if d.DESCRIPTOR.name == "BadRequest"]
+            assert [v.field for v in bad.field_violations] == ["prompt"]
+            with pytest.raises(grpc.RpcError) as ei:
+                next(stub.Generate(req(prompt="x" * 9_000_000), timeout=30))
+            assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert not model.calls
 
 
 def test_every_bad_field_is_reported_at_once(shared):
