@@ -169,6 +169,7 @@ def max_request_bytes(cfg: Config) -> int:
     itself with RESOURCE_EXHAUSTED and no details."""
     return max(4 << 20, 8 * cfg.generation.max_prompt_chars + (64 << 10))
 
+
 class EdgeServer:
     """One gRPC server + engine. start() returns once the listeners are up (the model loads in
     the background: wait_loaded()); stop() drains; `ports` maps each listen address to its bound
