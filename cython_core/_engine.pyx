@@ -5,6 +5,7 @@ Translation only: argument checks with clear messages, buffers, the GIL released
 engine call, and one exception hierarchy mapped from eng_status. Outputs are numpy arrays that
 own their memory."""
 
+import os
 import threading
 
 import numpy as np
@@ -427,6 +428,26 @@ def from_bf16(h):
 
 # ---- weights -----------------------------------------------------------------------------
 
+cdef bytes _name_bytes(name):
+    """A tensor name as the C string the lookups take (a NUL would cut it short)."""
+    b = str(name).encode()
+    if b"\0" in b:
+        raise _invalid(f"tensor name {name!r} contains a NUL byte")
+    return b
+
+
+cdef bytes _path_bytes(path, str what):
+    """A file system path (str, bytes or os.PathLike) as the C string the loaders take."""
+    try:
+        b = os.fsencode(os.fspath(path))
+    except TypeError:
+        raise _invalid(f"{what}: a path is a str, bytes or os.PathLike, got "
+                       f"{type(path).__name__}") from None
+    if b"\0" in b:
+        raise _invalid(f"{what}: the path {path!r} contains a NUL byte")
+    return b
+
+
 cdef class Weights:
     """A safetensors file or a sharded ``*.safetensors.index.json``, memory-mapped."""
 
@@ -436,8 +457,8 @@ cdef class Weights:
     def __cinit__(self, path):
         cdef eng_error err
         cdef eng_status st
-        self.path = str(path)
-        b = self.path.encode()
+        b = _path_bytes(path, "weights")
+        self.path = os.fsdecode(b)
         cdef const char *cp = b
         _clear(&err)
         with nogil:
@@ -456,7 +477,7 @@ cdef class Weights:
         cdef eng_tensor_info info
         cdef eng_error err
         _clear(&err)
-        b = str(name).encode()
+        b = _name_bytes(name)
         return eng_weights_find(self._w, b, &info, &err) == ENG_OK
 
     cdef dict _info_dict(self, eng_tensor_info *info):
@@ -484,7 +505,7 @@ cdef class Weights:
         cdef eng_tensor_info info
         cdef eng_error err
         _clear(&err)
-        b = str(name).encode()
+        b = _name_bytes(name)
         _check(eng_weights_find(self._w, b, &info, &err), &err)
         return self._info_dict(&info)
 
@@ -494,11 +515,19 @@ cdef class Weights:
         cdef eng_error err
         cdef eng_status st
         _clear(&err)
-        b = str(name).encode()
+        b = _name_bytes(name)
         cdef const char *cp = b
         _check(eng_weights_find(self._w, cp, &info, &err), &err)
         shape = tuple(info.shape[i] for i in range(info.ndim))
-        out = np.empty(shape, dtype=np.float32)
+        if info.dtype not in (ENG_F32, ENG_F16, ENG_BF16, ENG_F8_E4M3, ENG_F8_E5M2, ENG_F64):
+            raise Unsupported(int(ENG_ERR_UNSUPPORTED), f"{self.path}: tensor {name!r} has dtype "
+                              f"{eng_dtype_name(info.dtype).decode()}, which does not convert "
+                              "to f32 (float dtypes only)")
+        try:
+            out = np.empty(shape, dtype=np.float32)
+        except (MemoryError, ValueError):  # ValueError: more bytes than numpy can address
+            raise OutOfMemory(int(ENG_ERR_OOM), f"{self.path}: tensor {name!r} {shape} as f32: "
+                              "out of memory") from None
         cdef float[::1] ov = out.reshape(-1)
         cdef float *op = &ov[0] if out.size else NULL
         cdef size_t nbytes = out.nbytes
@@ -536,8 +565,8 @@ cdef class Model:
         cdef eng_error err
         cdef eng_status st
         self.runtime = runtime
-        self.path = str(path)
-        b = self.path.encode()
+        b = _path_bytes(path, "model")
+        self.path = os.fsdecode(b)
         cdef const char *cp = b
         _clear(&err)
         with nogil:
@@ -553,7 +582,7 @@ cdef class Model:
         """Merge this LoRA into the transformer when it loads (call before first use)."""
         cdef eng_error err
         _clear(&err)
-        b = str(path).encode()
+        b = _path_bytes(path, "lora")
         _check(eng_model_set_lora(self._m, b, scale, &err), &err)
 
     def set_progress(self, callback):
@@ -728,6 +757,9 @@ def denoise(Model m, latents, txt, sigmas, int height, int width, *, txt_mask=No
         raise _invalid("sigmas needs at least 2 values (steps + terminal)")
     if txt.shape[0] == 0:
         raise _invalid("txt is empty")
+    width_in = m.transformer_info()["in_channels"]
+    if latents.shape[1] != width_in:
+        raise _invalid(f"latents must be packed (N_img, {width_in}), got {latents.shape}")
     x = latents.copy()
     cdef float[:, ::1] xv = x
     cdef const float[:, ::1] tv = txt
@@ -736,6 +768,7 @@ def denoise(Model m, latents, txt, sigmas, int height, int width, *, txt_mask=No
     memset(&p, 0, sizeof(p))
     p.txt = &tv[0, 0]
     p.n_txt = txt.shape[0]
+    p.txt_dim = txt.shape[1]
     tm = _opt_mask("txt_mask", txt_mask, txt.shape[0])
     cdef const uint8_t[::1] tmv
     if tm is not None:

@@ -34,6 +34,9 @@ cdef extern from "engine.h" nogil:
         ENG_F32
         ENG_F16
         ENG_BF16
+        ENG_F8_E4M3
+        ENG_F64
+        ENG_F8_E5M2
         ENG_DTYPE_COUNT
 
     ctypedef struct eng_error:
@@ -151,6 +154,7 @@ cdef extern from "engine.h" nogil:
     ctypedef struct eng_denoise_params:
         const float *txt
         int64_t n_txt
+        int64_t txt_dim
         const uint8_t *txt_mask
         const float *neg_txt
         int64_t n_neg

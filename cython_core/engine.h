@@ -273,10 +273,12 @@ eng_status eng_randn_parallel(eng_runtime *rt, uint64_t seed, uint64_t offset, f
                               int64_t n, eng_error *err);
 
 typedef struct eng_denoise_params {
-    const float   *txt;         /* (n_txt, joint_dim) prompt embeddings                    */
+    const float   *txt;         /* (n_txt, txt_dim) prompt embeddings                      */
     int64_t        n_txt;
+    int64_t        txt_dim;     /* width of txt and neg_txt rows: must be the transformer's
+                                 * joint_attention_dim (eng_transformer_info.joint_dim)   */
     const uint8_t *txt_mask;    /* (n_txt) | NULL                                          */
-    const float   *neg_txt;     /* (n_neg, joint_dim) negative prompt, or NULL: no CFG     */
+    const float   *neg_txt;     /* (n_neg, txt_dim) negative prompt, or NULL: no CFG       */
     int64_t        n_neg;
     const uint8_t *neg_mask;    /* (n_neg) | NULL                                          */
     float          cfg_scale;   /* true CFG when > 1 and neg_txt is given                  */

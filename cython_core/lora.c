@@ -5,6 +5,7 @@
  * Key forms (ModelTC/Qwen-Image-Lightning and diffusers/PEFT):
  *   [diffusion_model.|transformer.]<module>.lora_down.weight / .lora_up.weight / .alpha
  *   [diffusion_model.|transformer.]<module>.lora_A.weight / .lora_B.weight  (alpha = r) */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,9 +149,15 @@ eng_status lora_apply(eng_runtime *rt, mmdit_model *m, const char *path, float s
             lm = &mods[n_mods++];
             snprintf(lm->name, sizeof lm->name, "%s", module);
         }
+        if ((part == 0 && lm->has_down) || (part == 1 && lm->has_up) || (part == 2 && lm->has_alpha)) {
+            /* e.g. "diffusion_model.X.lora_down.weight" next to "X.lora_A.weight" */
+            problem(&pr, "'%s' is given twice (%s)", lm->name, info.name);
+            continue;
+        }
         if (part == 2) {
             if ((st = weights_scalar_f32(w, info.name, &lm->alpha, err))) goto done;
             lm->has_alpha = true;
+            if (!isfinite(lm->alpha)) problem(&pr, "'%s' has a non-finite alpha%s", info.name, "");
         } else {
             eng_tensor t;
             if ((st = weights_tensor(w, info.name, &t, err))) goto done;

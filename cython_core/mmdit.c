@@ -44,6 +44,11 @@ static eng_status load_config(const char *dir, mmdit_config *c, eng_error *err) 
         eng_err_prefix(err, "'%s'", path);
         goto done;
     }
+    if (oc < 0 || oc > MMDIT_MAX_DIM) { /* 0 (or null, absent) is in_channels, as diffusers' `or` */
+        st = eng_err_set(err, ENG_ERR_FORMAT, "'%s': out_channels = %lld outside [1, %d]", path, (long long)oc,
+                         MMDIT_MAX_DIM);
+        goto done;
+    }
     c->out_channels = oc > 0 ? (int32_t)oc : c->in_channels;
     c->dim = c->n_heads * c->head_dim;
     c->theta = 10000.0f;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "mmdit.h"
 #include "model.h"
@@ -25,8 +26,13 @@ eng_status eng_join_path(char *out, size_t cap, const char *a, const char *b, en
 eng_status eng_read_file(const char *path, size_t cap, char **data, size_t *len, eng_error *err) {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return eng_err_set(err, ENG_ERR_IO, "open '%s': %s", path, strerror(errno));
+    int fd = safetensors_open_fd(path); /* never blocks on a FIFO */
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        eng_status st = eng_err_set(err, ENG_ERR_IO, "open '%s': %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return st;
+    }
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
         fclose(f);

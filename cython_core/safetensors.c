@@ -280,6 +280,19 @@ static eng_status parse_header(st_file *f, eng_error *err) {
 
 /* ---- open / close / find ---------------------------------------------------------------- */
 
+int safetensors_open_fd(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block the open */
+    if (fd < 0) return -1;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 eng_status safetensors_open(const char *path, st_file *out, eng_error *err) {
     if (!out) return eng_err_set(err, ENG_ERR_INVALID_ARG, "safetensors_open: out is NULL");
     memset(out, 0, sizeof *out);
@@ -295,7 +308,7 @@ eng_status safetensors_open(const char *path, st_file *out, eng_error *err) {
         st = eng_err_set(err, ENG_ERR_OOM, "'%.400s': out of memory", path);
         goto fail;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = safetensors_open_fd(path);
     if (fd < 0) {
         st = eng_err_set(err, ENG_ERR_IO, "open '%.400s': %s", path, strerror(errno));
         goto fail;

@@ -58,6 +58,10 @@ bool safetensors_dtype_parse(const char *s, size_t len, eng_dtype *out);
  * ENG_ERR_FORMAT naming the path and, where one is involved, the tensor. On failure *out is
  * left closed (safetensors_close on it is a no-op). */
 eng_status safetensors_open(const char *path, st_file *out, eng_error *err);
+/* open(path, O_RDONLY | O_CLOEXEC) that returns at once on a FIFO or device (O_NONBLOCK for the
+ * open only; the flag is cleared after it). -1 with errno on failure; callers still fstat and
+ * refuse anything but a regular file. */
+int safetensors_open_fd(const char *path);
 void safetensors_close(st_file *f); /* NULL-safe, idempotent */
 /* Binary search by name; NULL when absent. */
 const st_tensor *safetensors_find(const st_file *f, const char *name);

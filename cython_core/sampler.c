@@ -129,12 +129,18 @@ eng_status eng_denoise(eng_model *m, const eng_denoise_params *p, float *latents
     if (out_w != width)
         return eng_err_set(err, ENG_ERR_UNSUPPORTED, "denoise: transformer output width %lld != input width %lld",
                            (long long)out_w, (long long)width);
-    if (latents_bytes < (size_t)(n_img * width) * sizeof(float))
-        return eng_err_set(err, ENG_ERR_INVALID_ARG, "denoise: latents buffer has %zu bytes, needs %lld", latents_bytes,
-                           (long long)(n_img * width * 4));
+    if (latents_bytes != (size_t)(n_img * width) * sizeof(float))
+        return eng_err_set(err, ENG_ERR_INVALID_ARG, "denoise: latents buffer has %zu bytes, needs %lld (%lld x %lld floats)",
+                           latents_bytes, (long long)(n_img * width * 4), (long long)n_img, (long long)width);
     for (int32_t i = 0; i <= p->n_steps; i++)
         if (!(p->sigmas[i] >= 0.0f && p->sigmas[i] <= 1.0f))
             return eng_err_set(err, ENG_ERR_INVALID_ARG, "denoise: sigma[%d] = %g outside [0, 1]", i, (double)p->sigmas[i]);
+    if (p->n_txt < 1) return eng_err_set(err, ENG_ERR_INVALID_ARG, "denoise: empty prompt (n_txt %lld)", (long long)p->n_txt);
+    if (p->txt_dim != c->joint_dim)
+        return eng_err_set(err, ENG_ERR_INVALID_ARG,
+                           "denoise: prompt embeddings are %lld wide, the transformer takes %d (joint_attention_dim): "
+                           "the text encoder does not match this transformer",
+                           (long long)p->txt_dim, c->joint_dim);
     const int cfg = p->neg_txt && p->cfg_scale > 1.0f;
     if (cfg && p->n_neg < 1) return eng_err_set(err, ENG_ERR_INVALID_ARG, "denoise: empty negative prompt");
 

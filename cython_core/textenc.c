@@ -310,6 +310,14 @@ eng_status textenc_load(const char *dir, textenc_model **out, eng_error *err) {
     if ((st = eng_weights_open(wpath, &m->weights, err))) goto fail;
 
     /* naming: transformers 5 saves model.language_model.*, Qwen-Image ships model.* */
+    if (weights_has(m->weights, "model.language_model.embed_tokens.weight") &&
+        weights_has(m->weights, "model.embed_tokens.weight")) {
+        st = eng_err_set(err, ENG_ERR_FORMAT,
+                         "'%s' has both model.embed_tokens.weight and "
+                         "model.language_model.embed_tokens.weight: two text encoders in one file?",
+                         wpath);
+        goto fail;
+    }
     if (weights_has(m->weights, "model.language_model.embed_tokens.weight")) {
         snprintf(m->prefix, sizeof m->prefix, "model.language_model.");
     } else if (weights_has(m->weights, "model.embed_tokens.weight")) {

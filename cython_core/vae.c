@@ -110,7 +110,7 @@ static eng_status load_config(const char *dir, vae_config *c, eng_error *err) {
                 eng_err_prefix(err, "'%s'", path);
                 goto done;
             }
-            if (v < 1 || v * c->base_dim > VAE_MAX_CH) {
+            if (v < 1 || v > VAE_MAX_CH / c->base_dim) { /* no overflow: base_dim >= 1 */
                 st = eng_err_set(err, ENG_ERR_FORMAT, "'%s': dim_mult[%d] = %lld out of range",
                                  path, i, (long long)v);
                 goto done;

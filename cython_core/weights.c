@@ -71,7 +71,7 @@ static eng_status read_small_file(const char *path, char **buf, size_t *len, eng
     *len = 0;
     eng_status st = ENG_OK;
     char *data = NULL; /* data[size + 1] */
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = safetensors_open_fd(path);
     if (fd < 0) return eng_err_set(err, ENG_ERR_IO, "open " P400 ": %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0) {

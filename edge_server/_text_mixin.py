@@ -39,6 +39,18 @@ from edge_server.tokenizer import (
 )
 
 
+def _open_tokenizer(folder: str | os.PathLike[str]) -> QwenTokenizer:
+    """QwenTokenizer(folder); a malformed folder (bad JSON, wrong types, bad merges, not
+    UTF-8) raises FormatError naming it, whatever the parser raised."""
+    try:
+        return QwenTokenizer(folder)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # json, tokenizers and type errors from a malformed folder
+        raise _engine.FormatError(3, f"tokenizer '{os.fspath(folder)}': "
+                                     f"{type(e).__name__}: {e}") from e
+
+
 @dataclass(frozen=True)
 class PromptInfo:
     """What encode_prompt did with one prompt (for the response: truncation is reported)."""
@@ -103,7 +115,7 @@ class TextMixin:
         if edge_memory is not None:
             st.edge_memory = bool(edge_memory)
         if tokenizer_path is not None:
-            tok = QwenTokenizer(tokenizer_path)
+            tok = _open_tokenizer(tokenizer_path)
             with st.lock:
                 st.tokenizer = tok
             st.cache.clear()
@@ -149,7 +161,7 @@ class TextMixin:
                 folder = os.path.join(self.path, "tokenizer")
                 if not os.path.isdir(folder):
                     raise FileNotFoundError(f"model '{self.path}' has no tokenizer/ folder")
-                st.tokenizer = QwenTokenizer(folder)
+                st.tokenizer = _open_tokenizer(folder)
             return st.tokenizer
 
     def tokenize_prompt(self, prompt: str) -> PromptTokens:

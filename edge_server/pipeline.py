@@ -91,6 +91,10 @@ def _invalid(msg: str) -> _engine.InvalidArgument:
     return _engine.InvalidArgument(1, msg)
 
 
+def _format(msg: str) -> _engine.FormatError:
+    return _engine.FormatError(3, msg)  # ENG_ERR_FORMAT
+
+
 def pack_latents(x: np.ndarray) -> np.ndarray:
     """(C, h, w) -> (h/2 * w/2, C*4), diffusers' _pack_latents."""
     c, h, w = x.shape
@@ -126,7 +130,12 @@ class PipelineMixin:
     @functools.cached_property
     def _scheduler_file(self) -> SchedulerConfig | None:
         path = os.path.join(self.path, "scheduler", "scheduler_config.json")
-        return SchedulerConfig.from_file(path) if os.path.exists(path) else None
+        if not os.path.exists(path):
+            return None
+        try:
+            return SchedulerConfig.from_file(path)
+        except ValueError as e:  # the model folder is malformed, not the request
+            raise _format(str(e)) from None
 
     @property
     def is_lightning(self) -> bool:
@@ -143,18 +152,51 @@ class PipelineMixin:
             and abs(c.max_shift - LN3) < 1e-4
         ):
             return True
-        return bool(self._model_index_data.get("qwen_edge", {}).get("lightning", False))
+        return self._qwen_edge.get("lightning") is True
 
     @property
     def default_steps(self) -> int:
         """8, or 4 for a 4-step Lightning LoRA (by its file name), or the model folder's own
         model_index.json "qwen_edge": {"default_steps": n}."""
-        own = self._model_index_data.get("qwen_edge", {}).get("default_steps")
-        if isinstance(own, int) and own > 0:
+        own = self._qwen_edge.get("default_steps")
+        if isinstance(own, int) and not isinstance(own, bool) and 0 < own <= self.limits.max_steps:
             return own
         if self.lora and re.search(r"4[-_]?steps?", os.path.basename(self.lora), re.I):
             return 4
         return 8
+
+    @property
+    def _qwen_edge(self) -> dict[str, Any]:
+        """model_index.json's "qwen_edge" section ({} when absent or not an object)."""
+        own = self._model_index_data.get("qwen_edge")
+        return own if isinstance(own, dict) else {}
+
+    @functools.cached_property
+    def _latent_channels(self) -> int:
+        """The transformer's latent channels, once it is checked to pack 2x2 patches as this
+        pipeline does (FormatError otherwise; cached once it fits)."""
+        info = self._model.transformer_info()
+        if info["patch_size"] != 2:
+            raise _format(f"transformer patch_size {info['patch_size']}: the Qwen-Image pipeline "
+                          "packs latents in 2x2 patches")
+        return int(info["in_channels"] // 4)
+
+    _vae_ok: bool = False
+
+    def _check_vae(self) -> None:
+        """FormatError unless the VAE upsamples 8x, as the pipeline's latent size assumes, and
+        takes the transformer's latent channels (checked until it passes once). Called just
+        before the first decode, which loads the VAE anyway."""
+        if self._vae_ok:
+            return
+        vae = _engine.vae_info(self._model)
+        if vae["scale"] != 8:
+            raise _format(f"the VAE upsamples {vae['scale']}x (dim_mult has {vae['n_levels']} "
+                          "levels); the Qwen-Image pipeline needs 8x (4 levels)")
+        if vae["z_dim"] != self._latent_channels:
+            raise _format(f"the VAE takes {vae['z_dim']} latent channels, the transformer "
+                          f"makes {self._latent_channels}")
+        self._vae_ok = True
 
     @functools.cached_property
     def _model_index_data(self) -> dict[str, Any]:
@@ -226,7 +268,7 @@ class PipelineMixin:
             raise _invalid(f"seed={seed!r}: must be an integer in [0, 2^64 - num_images)")
 
         info = self._model.transformer_info()
-        ch = info["in_channels"] // (info["patch_size"] ** 2)
+        ch = self._latent_channels
         h_lat, w_lat = 2 * (height // 16), 2 * (width // 16)
         n_img = (h_lat // 2) * (w_lat // 2)
         init = None
@@ -294,6 +336,7 @@ class PipelineMixin:
                 cancel=cancel,
             )
             t1 = time.perf_counter()
+            self._check_vae()
             final = unpack_latents(out, ch, h_lat, w_lat)
             rgb = self.vae_decode_pixels(final, cancel=cancel)  # type: ignore[attr-defined]
             pixels.append(rgb)

@@ -44,6 +44,8 @@ class SchedulerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SchedulerConfig:
+        if not isinstance(d, dict):
+            raise ValueError(f"scheduler: the config is a JSON {type(d).__name__}, not an object")
         known = {f for f in cls.__dataclass_fields__}
         kw = {k: v for k, v in d.items() if k in known}
         cfg = cls(**kw)
@@ -52,10 +54,54 @@ class SchedulerConfig:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> SchedulerConfig:
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """Raises ValueError naming the file for anything but a valid config."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, UnicodeDecodeError, RecursionError) as e:
+            raise ValueError(f"scheduler: {os.fspath(path)}: {e}") from None
+        except ValueError as e:  # json.JSONDecodeError
+            raise ValueError(f"scheduler: {os.fspath(path)}: not JSON ({e})") from None
+        try:
+            return cls.from_dict(data)
+        except ValueError as e:
+            raise ValueError(f"{e} ({os.fspath(path)})") from None
+
+    def _check_types(self) -> None:
+        """JSON values of the wrong type or range (they would fail later, in numpy)."""
+        def number(name: str, lo: float, hi: float, optional: bool) -> None:
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+                raise ValueError(f"scheduler: {name} = {v!r} must be a number in [{lo:g}, {hi:g}]")
+
+        if isinstance(self.num_train_timesteps, bool) or not isinstance(
+                self.num_train_timesteps, int):
+            raise ValueError(f"scheduler: num_train_timesteps = {self.num_train_timesteps!r} must "
+                             "be an integer")
+        number("shift", 1e-3, 1e3, False)
+        for name in ("base_shift", "max_shift"):  # mu = a shift: exp(mu) must stay finite
+            number(name, -20.0, 20.0, True)
+        number("shift_terminal", 0.0, 1.0 - 1e-6, True)
+        for name in ("base_image_seq_len", "max_image_seq_len"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"scheduler: {name} = {v!r} must be a positive integer")
+        if self.use_dynamic_shifting and self.get("base_image_seq_len") >= self.get(
+                "max_image_seq_len"):
+            raise ValueError("scheduler: base_image_seq_len must be below max_image_seq_len")
+        if not isinstance(self.time_shift_type, str):
+            raise ValueError(f"scheduler: time_shift_type = {self.time_shift_type!r} must be a "
+                             "string")
+        for flag in ("use_dynamic_shifting", "invert_sigmas", "stochastic_sampling",
+                     "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"scheduler: {flag} = {getattr(self, flag)!r} must be true or "
+                                 "false")
 
     def validate(self) -> None:
+        self._check_types()
         if self.time_shift_type not in ("exponential", "linear"):
             raise ValueError(
                 f"scheduler: time_shift_type {self.time_shift_type!r} is not supported"

@@ -93,12 +93,21 @@ static void test_denoise_and_errors(void) {
     eng_randn(1, 0, lat, 12 * 16);
     eng_randn(2, 0, txt, 5 * 16);
     const float sig[5] = {1.0f, 0.9f, 0.75f, 0.5f, 0.0f};
-    eng_denoise_params p = {.txt = txt, .n_txt = 5, .sigmas = sig, .n_steps = 4, .height = 48, .width = 64};
+    eng_denoise_params p = {.txt = txt, .n_txt = 5, .txt_dim = 16, .sigmas = sig, .n_steps = 4, .height = 48, .width = 64};
     eng_err_clear(&err);
     CHECK(eng_denoise(m, &p, lat, sizeof lat, NULL, &err) == ENG_OK, "%s", err.message);
     int finite = 1;
     for (int i = 0; i < 12 * 16; i++) finite &= lat[i] == lat[i];
     CHECK(finite, "denoised latents are finite");
+    eng_denoise_params wide = p;
+    wide.txt_dim = 8; /* a text encoder of another width than joint_attention_dim */
+    eng_err_clear(&err);
+    CHECK(eng_denoise(m, &wide, lat, sizeof lat, NULL, &err) == ENG_ERR_INVALID_ARG &&
+              strstr(err.message, "joint_attention_dim"),
+          "txt_dim checked: %s", err.message);
+    eng_err_clear(&err);
+    CHECK(eng_denoise(m, &p, lat, sizeof lat - 4, NULL, &err) == ENG_ERR_INVALID_ARG && strstr(err.message, "needs"),
+          "latents size checked: %s", err.message);
     eng_err_clear(&err);
     CHECK(eng_transformer_forward(m, lat, 12, txt, 5, NULL, 0.5f, 50, 64, out, sizeof out, NULL, &err) ==
               ENG_ERR_INVALID_ARG && strstr(err.message, "multiples of 16"),
