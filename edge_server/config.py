@@ -65,6 +65,8 @@ class ServerConfig:
     reflection: bool = True  # grpc.reflection (grpcurl / grpcui)
     keepalive_time_s: float = 60.0  # HTTP/2 pings to find dead clients (0 = off)
     max_connection_idle_s: float = 0.0  # close idle connections (0 = never)
+    # cancel a Generate whose client has not taken a message for this long (0 = never)
+    write_timeout_s: float = 60.0
     log_level: str = "info"
     log_format: str = "text"  # text (key=value) | json
 
@@ -400,6 +402,7 @@ def _validate(cfg: Config, check_files: bool) -> None:
         ("server.grace_s", s.grace_s),
         ("server.keepalive_time_s", s.keepalive_time_s),
         ("server.max_connection_idle_s", s.max_connection_idle_s),
+        ("server.write_timeout_s", s.write_timeout_s),
     ):
         if not (math.isfinite(v) and v >= 0):
             raise ConfigError(f"{key} must be a finite number >= 0, got {v}")

@@ -123,8 +123,11 @@ class GenerateJob:
     @property
     def work_units(self) -> float:
         """The job's size for engine-time estimates: (steps + 1) per image (the VAE decode
-        costs about one step) times megapixels (at least a 256x256 image's worth)."""
-        return self.num_images * (self.steps + 1) * max(self.width * self.height, 1 << 16) / 2**20
+        costs about one step; a step with true CFG two) times megapixels (at least a 256x256
+        image's worth)."""
+        passes = 2 if self.negative_prompt is not None and self.true_cfg_scale > 1.0 else 1
+        return (self.num_images * (passes * self.steps + 1)
+                * max(self.width * self.height, 1 << 16) / 2**20)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ Each server owns its CollectorRegistry, so several servers (tests) live in one p
     qwen_edge_model_loaded                      gauge      1 once the model is loaded
     qwen_edge_model_load_seconds                gauge
     qwen_edge_generations_total{outcome}        counter    ok | cancelled | deadline_exceeded |
-                                                           rejected | invalid | unavailable | error
+                                                           rejected | invalid | unavailable |
+                                                           error | stalled (client stopped reading)
     qwen_edge_stage_seconds{stage}              histogram  queue | prompt_encode | step |
                                                            vae_decode | image_encode | engine |
                                                            total

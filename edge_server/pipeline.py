@@ -264,8 +264,8 @@ class PipelineMixin:
             raise _invalid(f"true_cfg_scale={true_cfg_scale!r}: must be a finite number >= 0")
         if seed is None:
             seed = secrets.randbits(63)
-        if not isinstance(seed, int) or not 0 <= seed < 2**64 - num_images:
-            raise _invalid(f"seed={seed!r}: must be an integer in [0, 2^64 - num_images)")
+        if not isinstance(seed, int) or not 0 <= seed <= 2**64 - num_images:
+            raise _invalid(f"seed={seed!r}: must be an integer in [0, 2^64 - num_images]")
 
         info = self._model.transformer_info()
         ch = self._latent_channels

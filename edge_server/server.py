@@ -162,6 +162,30 @@ def model_loader(cfg: Config) -> Callable[[ProgressFn], GenerativeModel]:
 # ---- the server ---------------------------------------------------------------------------
 
 
+MAX_HEALTH_WATCHERS = 256  # open grpc.health.v1 Watch streams (client-side health checking)
+MAX_STREAMS_PER_CONNECTION = 100  # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
+
+
+class CappedHealthServicer(health_async.HealthServicer):
+    """grpc.health.v1 with at most max_watchers Watch streams open at once; one more gets
+    RESOURCE_EXHAUSTED (gRPC's client-side health checking holds one per channel)."""
+
+    def __init__(self, max_watchers: int) -> None:
+        super().__init__()
+        self._max_watchers = max_watchers
+        self._watchers = 0
+
+    async def Watch(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+        if self._watchers >= self._max_watchers:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many health watchers (at most {self._max_watchers})")
+        self._watchers += 1
+        try:
+            await super().Watch(request, context)
+        finally:
+            self._watchers -= 1
+
+
 def max_request_bytes(cfg: Config) -> int:
     """gRPC's receive limit: room for a request whose prompt and negative prompt both have the
     most characters allowed (4 UTF-8 bytes each), so that validation, not gRPC, answers an
@@ -192,7 +216,7 @@ class EdgeServer:
             loader or model_loader(cfg), name=name, max_concurrent=cfg.server.max_concurrent,
             max_queue=cfg.server.max_queue, idle_trim_s=cfg.model.idle_trim_s,
             on_change=self._on_change)
-        self.health = health_async.HealthServicer()
+        self.health = CappedHealthServicer(MAX_HEALTH_WATCHERS)
         self.ports: dict[str, int] = {}
         self.metrics_port: int | None = None
         self.exit_code = 0
@@ -230,6 +254,7 @@ class EdgeServer:
             ("grpc.so_reuseport", 0),  # a second server must fail to bind, not steal the port
             ("grpc.max_receive_message_length", max_request_bytes(self.cfg)),
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
         if s.keepalive_time_s > 0:
@@ -279,11 +304,10 @@ class EdgeServer:
         if cfg.auth.tokens:
             exempt = HEALTH_METHODS if cfg.auth.exempt_health else ()
             interceptors.append(TokenAuthInterceptor(cfg.auth.tokens, exempt))
-        n = cfg.server.max_concurrent + cfg.server.max_queue
-        server = grpc.aio.server(
-            interceptors=interceptors, options=self._options(),
-            maximum_concurrent_rpcs=max(64, 4 * n),  # backstop; admission is the adapter's job
-        )
+        # No server-wide RPC cap: long-lived health Watch and reflection streams would count
+        # against it and lock every client out. Generate is bounded by the adapter's queue,
+        # Watch by CappedHealthServicer, one connection by grpc.max_concurrent_streams.
+        server = grpc.aio.server(interceptors=interceptors, options=self._options())
         self._server = server
         service = ImageGenerationService(self.adapter, cfg, self.metrics)
         add_to_server(service, server)  # image chunks go out pre-serialized

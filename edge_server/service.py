@@ -11,16 +11,20 @@ its own `finally:`, so a client cancel (GeneratorExit at a yield), a deadline or
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator
+import unicodedata
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -41,7 +45,12 @@ from edge_server.engine import (
     WouldMissDeadline,
 )
 from edge_server.metrics import Metrics
-from edge_server.wire import image_chunk_messages, payload_size, serialize_response
+from edge_server.wire import (
+    bad_utf8_field,
+    image_chunk_messages,
+    payload_size,
+    serialize_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +88,73 @@ _STATUS_FOR: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
 )
 
 
+class Malformed:
+    """A request whose bytes do not parse (what the deserializer returns instead of raising:
+    gRPC would answer UNKNOWN); the handler answers INVALID_ARGUMENT naming the field."""
+
+    def __init__(self, data: bytes, message_type: Any, error: Exception) -> None:
+        self.field = bad_utf8_field(data, message_type)
+        what = "not UTF-8" if self.field else f"not a valid {message_type.DESCRIPTOR.name}"
+        self.field = self.field or "request"
+        self.description = f"{what} ({error})"
+
+
+def _parser(message_type: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as e:
+            return Malformed(data, message_type, e)
+    return parse
+
+
+async def _abort_malformed(context: grpc.aio.ServicerContext, bad: Malformed) -> None:
+    await context.abort_with_status(_status(
+        grpc.StatusCode.INVALID_ARGUMENT, f"{bad.field}: {bad.description}",
+        error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=bad.field,
+                                                        description=bad.description)])))
+
+
+class _StallGuard:
+    """Cancels the handler's task when one message's write has waited timeout_s for the
+    client to take it (a client that stops reading would hold the engine and its images
+    forever). arm() before each yield, disarm() after; timeout_s 0: never."""
+
+    def __init__(self, timeout_s: float, context: grpc.aio.ServicerContext) -> None:
+        self._timeout_s = timeout_s
+        self._context = context
+        self._task = asyncio.current_task()
+        self._handle: asyncio.TimerHandle | None = None
+        self._aborting: asyncio.Future[None] | None = None
+        self.fired = False
+
+    def arm(self) -> None:
+        if self._timeout_s > 0 and self._task is not None:
+            self._handle = asyncio.get_running_loop().call_later(self._timeout_s, self._fire)
+
+    def disarm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        """Queues the call's final status (the client sees it once it reads again; the status
+        waits behind the stalled message) and stops the handler, which waits in the write: its
+        finally stops the engine. Both run in the next loop pass, the status first."""
+        self._handle = None
+        self.fired = True
+        self._aborting = asyncio.ensure_future(self._abort())
+        assert self._task is not None
+        self._task.cancel()
+
+    async def _abort(self) -> None:
+        with contextlib.suppress(Exception):  # AbortError is how abort() returns
+            await self._context.abort(
+                grpc.StatusCode.CANCELLED,
+                f"the client took no message for {self._timeout_s:g} s (server.write_timeout_s)")
+
+
 class RequestInvalid(Exception):
     """Field violations of a GenerateRequest: [(field, description)]."""
 
@@ -109,6 +185,12 @@ def _error_info(reason: str, **meta: str) -> error_details_pb2.ErrorInfo:
     return error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=meta)
 
 
+def _blank(text: str) -> bool:
+    """No visible character: only white space, control and format characters (such as the
+    zero-width space), which str.strip() partly keeps."""
+    return not any(unicodedata.category(c)[0] in "LMNPS" for c in text)
+
+
 class Limits:
     """The effective request limits: the model's SizeLimits capped by the configuration."""
 
@@ -136,14 +218,18 @@ def to_job(request: pb.GenerateRequest, limits: Limits, default_steps: int, cfg:
     lim = limits
 
     prompt = request.prompt
-    if not prompt.strip():
-        bad.append(("prompt", "must not be empty or blank"))
+    if _blank(prompt):
+        bad.append(("prompt", "must not be empty or blank (it needs a visible character)"))
     elif len(prompt) > lim.max_prompt_chars:
         bad.append(("prompt", f"{len(prompt)} characters; at most {lim.max_prompt_chars} allowed"))
+    elif "\0" in prompt:
+        bad.append(("prompt", "contains a NUL character (U+0000)"))
     neg = request.negative_prompt
     if len(neg) > lim.max_prompt_chars:
         bad.append(("negative_prompt",
                     f"{len(neg)} characters; at most {lim.max_prompt_chars} allowed"))
+    elif "\0" in neg:
+        bad.append(("negative_prompt", "contains a NUL character (U+0000)"))
 
     width = request.width or g.default_width
     height = request.height or g.default_height
@@ -167,8 +253,8 @@ def to_job(request: pb.GenerateRequest, limits: Limits, default_steps: int, cfg:
 
     if request.HasField("seed"):
         seed = int(request.seed)
-        if seed > 2**64 - 1 - num_images:
-            bad.append(("seed", f"{seed}: must be in [0, 2^64 - 1 - num_images]"))
+        if seed > 2**64 - num_images:  # the images use seed .. seed + num_images - 1
+            bad.append(("seed", f"{seed}: must be in [0, 2^64 - num_images]"))
     else:
         seed = secrets.randbits(63)
 
@@ -211,6 +297,8 @@ def to_job(request: pb.GenerateRequest, limits: Limits, default_steps: int, cfg:
         bad.append(("request_id", f"at most {MAX_REQUEST_ID} printable ASCII characters"))
     if bad:
         raise RequestInvalid(bad)
+    if not (neg.strip() and cfg_scale > 1.0):
+        cfg_scale = 1.0  # no guidance runs (diffusers' do_true_cfg): report what is applied
 
     png_text: tuple[tuple[str, str], ...] = ()
     if ofmt == "PNG" and g.png_metadata:
@@ -267,10 +355,14 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
         )
 
     async def Generate(
-        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GenerateRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateResponse | bytes]:
         t0 = time.perf_counter()
         m = self._metrics
+        if isinstance(request, Malformed):
+            m.outcome("invalid")
+            await _abort_malformed(context, request)
+            return
         try:
             lim = self.limits()  # raises Unavailable while loading
             desc = self._adapter.description
@@ -294,6 +386,7 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
 
         rid = job.request_id
         kv: dict[str, Any] = {"request_id": rid, "peer": context.peer()}
+        guard = _StallGuard(self._cfg.server.write_timeout_s, context)
         events = self._adapter.generate(job)
         outcome = ""
         finished: Finished | None = None
@@ -320,13 +413,17 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
                     grpc.StatusCode.UNAVAILABLE, str(e), _retry(e.retry_after_s),
                     _error_info("UNAVAILABLE")))
                 return
+            guard.arm()
             yield self._response(rid, first)
+            guard.disarm()
             try:
                 async for ev in events:
                     if isinstance(ev, Finished):  # its metrics: after Done is on its way
                         finished = ev
                     for msg in self._responses(rid, ev, t0):
+                        guard.arm()
                         yield msg
+                        guard.disarm()
             except Unavailable as e:
                 outcome = "unavailable"
                 await context.abort_with_status(_status(
@@ -357,6 +454,11 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
             if finished is not None:
                 self._observe_finished(finished)
             await events.aclose()  # stops the engine if we got here early (cancel, deadline)
+            guard.disarm()
+            if guard.fired:
+                outcome = "stalled"
+                log.warning("the client stopped reading: cancelled", extra={"kv": {
+                    **kv, "write_timeout_s": self._cfg.server.write_timeout_s}})
             if not outcome:
                 remaining = context.time_remaining()
                 outcome = ("deadline_exceeded" if remaining is not None and remaining <= 0
@@ -427,8 +529,11 @@ class ImageGenerationService(pb_grpc.ImageGenerationServicer):
         m.previews.labels("skipped").inc(ev.previews_skipped)
 
     async def GetModelInfo(
-        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetModelInfoRequest | Malformed,
+        context: grpc.aio.ServicerContext
     ) -> pb.ModelInfo:
+        if isinstance(request, Malformed):
+            await _abort_malformed(context, request)
         try:
             lim = self.limits()
         except Unavailable as e:
@@ -463,10 +568,10 @@ def add_to_server(service: ImageGenerationService, server: grpc.aio.Server) -> N
     serializer passes pre-serialized messages (bytes: the image chunks, wire.py) through."""
     handlers = {
         "Generate": grpc.unary_stream_rpc_method_handler(
-            service.Generate, request_deserializer=pb.GenerateRequest.FromString,
+            service.Generate, request_deserializer=_parser(pb.GenerateRequest),
             response_serializer=serialize_response),
         "GetModelInfo": grpc.unary_unary_rpc_method_handler(
-            service.GetModelInfo, request_deserializer=pb.GetModelInfoRequest.FromString,
+            service.GetModelInfo, request_deserializer=_parser(pb.GetModelInfoRequest),
             response_serializer=pb.ModelInfo.SerializeToString),
     }
     methods = {m.name for m in pb.DESCRIPTOR.services_by_name["ImageGeneration"].methods}

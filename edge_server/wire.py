@@ -79,3 +79,44 @@ def image_chunk_messages(request_id: str, data: Payload, chunk_bytes: int,
 def serialize_response(msg: pb.GenerateResponse | bytes) -> bytes:
     """Generate's response serializer: messages are serialized, bytes are already."""
     return msg if isinstance(msg, bytes) else msg.SerializeToString()
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    """(value, next index) of the varint at data[i] (IndexError when it runs off the end)."""
+    value = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80 or shift > 63:
+            return value, i
+        shift += 7
+
+
+def bad_utf8_field(data: bytes, message_type: Any) -> str | None:
+    """The name of a top-level string field of message_type whose bytes in data (a serialized
+    message) are not UTF-8, or None: protobuf's parser only says that some field was bad."""
+    strings = {f.number: f.name for f in message_type.DESCRIPTOR.fields
+               if f.type == f.TYPE_STRING}
+    i = 0
+    try:
+        while i < len(data):
+            key, i = _read_varint(data, i)
+            number, wire_type = key >> 3, key & 7
+            if wire_type == 0:
+                _, i = _read_varint(data, i)
+            elif wire_type in (1, 5):
+                i += 8 if wire_type == 1 else 4
+            elif wire_type == _WIRE_LEN:
+                size, i = _read_varint(data, i)
+                if number in strings:
+                    try:
+                        data[i:i + size].decode("utf-8")
+                    except UnicodeDecodeError:
+                        return strings[number]
+                i += size
+            else:
+                return None  # groups: not in this proto
+    except IndexError:
+        return None
+    return None

@@ -37,6 +37,9 @@ def bad_requests(lim: SizeLimits, max_prompt_chars: int) -> list[tuple[str, dict
     cases = [
         ("empty prompt", dict(prompt=""), "prompt"),
         ("blank prompt", dict(prompt=" \n\t"), "prompt"),
+        ("invisible prompt", dict(prompt="\u200b\u2060\x07 "), "prompt"),
+        ("NUL in prompt", dict(prompt="a\0b"), "prompt"),
+        ("NUL in negative", dict(negative_prompt="a\0b"), "negative_prompt"),
         ("long prompt", dict(prompt="x" * (max_prompt_chars + 1)), "prompt"),
         ("long negative", dict(negative_prompt="x" * (max_prompt_chars + 1)), "negative_prompt"),
         ("width not /16", dict(width=lim.min_side + 8), "width"),
@@ -44,7 +47,7 @@ def bad_requests(lim: SizeLimits, max_prompt_chars: int) -> list[tuple[str, dict
         ("height too large", dict(height=lim.max_side + lim.multiple), "height"),
         ("steps too many", dict(steps=lim.max_steps + 1), "steps"),
         ("too many images", dict(num_images=lim.max_images + 1), "num_images"),
-        ("seed overflow", dict(seed=2**64 - 1), "seed"),
+        ("seed overflow", dict(seed=2**64 - 1, num_images=2), "seed"),
         ("cfg nan", dict(true_cfg_scale=float("nan")), "true_cfg_scale"),
         ("cfg negative", dict(true_cfg_scale=-1.0), "true_cfg_scale"),
         ("cfg inf", dict(true_cfg_scale=float("inf")), "true_cfg_scale"),

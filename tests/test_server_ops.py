@@ -180,3 +180,34 @@ def test_log_formats():
             if getattr(h, "_qwen_edge", False):
                 root.removeHandler(h)
         root.setLevel(old)
+
+
+def test_health_watchers_never_lock_clients_out(monkeypatch):
+    """Long-lived Watch streams (one per channel with client-side health checking) must not
+    use up an RPC limit that Generate needs: more than the old backstop of 64 are open here,
+    and the watchers themselves are capped with RESOURCE_EXHAUSTED."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    import edge_server.server as server_mod
+
+    monkeypatch.setattr(server_mod, "MAX_HEALTH_WATCHERS", 80)
+    with ServerThread(test_config(), FakeModel(step_s=0.001)) as st, \
+            grpc.insecure_channel(st.address) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        watches = [health.Watch(health_pb2.HealthCheckRequest()) for _ in range(80)]
+        try:
+            for w in watches:
+                assert next(w).status == health_pb2.HealthCheckResponse.SERVING
+            extra = health.Watch(health_pb2.HealthCheckRequest())
+            with pytest.raises(grpc.RpcError) as ei:
+                next(extra)
+            assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "health watchers" in ei.value.details()
+            stub = pb_grpc.ImageGenerationStub(ch)
+            assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5).name
+            events = list(stub.Generate(pb.GenerateRequest(prompt="x", width=64, height=64),
+                                        timeout=10))
+            assert events[-1].HasField("done")
+        finally:
+            for w in watches:
+                w.cancel()

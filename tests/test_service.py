@@ -134,6 +134,25 @@ def test_defaults_and_multiple_images(shared):
     assert rs[1].started.seed < 2**63  # random when unset, reported
 
 
+def test_started_reports_the_cfg_applied_and_the_largest_seed(shared):
+    _st, stub, model = shared
+    rs = list(stub.Generate(req(true_cfg_scale=7.0), timeout=10))  # no negative: no guidance
+    assert rs[1].started.true_cfg_scale == 1.0 and model.calls[-1]["true_cfg_scale"] == 1.0
+    rs = list(stub.Generate(req(true_cfg_scale=7.0, negative_prompt="blurry"), timeout=10))
+    assert rs[1].started.true_cfg_scale == 7.0
+    rs = list(stub.Generate(req(seed=2**64 - 1), timeout=10))  # one image: seed 2^64 - 1 fits
+    assert rs[1].started.seed == 2**64 - 1 and list(rs[-1].done.seeds) == [2**64 - 1]
+
+
+def test_work_units_count_both_passes_of_true_cfg():
+    from edge_server.engine import GenerateJob
+
+    plain = GenerateJob(prompt="x", width=512, height=512, steps=4, seed=0)
+    cfg = GenerateJob(prompt="x", width=512, height=512, steps=4, seed=0,
+                      negative_prompt="blurry", true_cfg_scale=4.0)
+    assert plain.work_units == 5 * 0.25 and cfg.work_units == 9 * 0.25
+
+
 def test_chunks_reassemble_to_the_engine_image(shared):
     _st, stub, _model = shared
     w, h = 1024, 768  # RAW_RGB8: 2.25 MiB -> three chunks of <= 1 MiB
@@ -292,6 +311,35 @@ def test_the_longest_prompts_reach_validation():
             assert not model.calls
 
 
+@pytest.mark.parametrize("data,field", [
+    (b"\x0a\x04\xff cat", "prompt"),                 # field 1, not UTF-8
+    (b"\x0a\x01x\x12\x02\xed\xa0", "negative_prompt"),  # a UTF-16 surrogate
+    (b"\x0a\x01x\x62\x03\xc0\x80x", "request_id"),     # an overlong NUL
+    (b"\xff\xff\xff\xff", "request"),               # a varint that never ends
+    (b"\x0a\x10abc", "request"),                     # a length past the end
+], ids=["prompt", "negative", "request-id", "varint", "length"])
+def test_malformed_request_bytes_are_invalid_argument(shared, data, field):
+    """gRPC answers UNKNOWN when the deserializer raises; these must be INVALID_ARGUMENT with
+    the field named (or "request" when the bytes do not parse at all)."""
+    st, _stub, model = shared
+    n_calls = len(model.calls)
+    with grpc.insecure_channel(st.address) as ch:
+        call = ch.unary_stream(f"/{SERVICE_NAME}/Generate", request_serializer=None,
+                               response_deserializer=pb.GenerateResponse.FromString)
+        with pytest.raises(grpc.RpcError) as ei:
+            next(call(data, timeout=5))
+        e = ei.value
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+        (bad,) = [d for d in status_details(e) if d.DESCRIPTOR.name == "BadRequest"]
+        assert [v.field for v in bad.field_violations] == [field]
+        info = ch.unary_unary(f"/{SERVICE_NAME}/GetModelInfo", request_serializer=None,
+                              response_deserializer=pb.ModelInfo.FromString)
+        with pytest.raises(grpc.RpcError) as ei:
+            info(b"\xff\xff", timeout=5)
+        assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(model.calls) == n_calls
+
+
 def test_every_bad_field_is_reported_at_once(shared):
     _st, stub, _model = shared
     with pytest.raises(grpc.RpcError) as ei:
@@ -373,6 +421,28 @@ def test_client_cancel_stops_the_engine_and_the_next_request_starts_at_once():
             "qwen_edge_generations_total", {"outcome": "cancelled"}) == 1)
         assert model.max_active == 1
         ch.close()
+
+
+def test_a_client_that_stops_reading_is_cancelled_after_the_write_timeout():
+    """A stalled reader would keep the engine (and its images) forever: once a message has
+    waited write_timeout_s for the client, the call is cancelled and the engine freed."""
+    model = FakeModel(step_s=0.001)
+    cfg = test_config(server={"write_timeout_s": 0.3})
+    with ServerThread(cfg, model) as st:
+        ch, stub = stub_for(st)
+        with ch:
+            # two 2048x2048 RAW_RGB8 images: 24 MB, past what the client's transport takes in
+            # without the application reading
+            stalled = stub.Generate(req(width=2048, height=2048, steps=2, num_images=2,
+                                        output_format=pb.IMAGE_FORMAT_RAW_RGB8), timeout=30)
+            assert wait_until(lambda: st.server.metrics.value(
+                "qwen_edge_generations_total", {"outcome": "stalled"}) == 1, timeout=10)
+            with pytest.raises(grpc.RpcError) as ei:  # once it reads again: the status
+                list(stalled)
+            assert ei.value.code() == grpc.StatusCode.CANCELLED
+            assert "write_timeout_s" in ei.value.details()
+            assert list(stub.Generate(req(steps=1), timeout=10))[-1].HasField("done")
+            assert st.server.metrics.value("qwen_edge_in_flight") == 0
 
 
 def test_deadline_stops_the_engine_promptly():
