@@ -3,6 +3,7 @@ an in-process server, and `qwen-edge serve` / `qwen-edge generate` as subprocess
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -299,21 +300,38 @@ def test_subprocess_serve_generate_and_sigterm_drain(demo_model, reference, tmp_
         notify.close()
 
 
+@contextlib.contextmanager
+def _served(demo_model: Path, sock: Path, *extra: str):
+    """(server process, fake notify socket) once READY=1; killed if it is still up after."""
+    notify = FakeNotifySocket()
+    proc = _serve(demo_model, sock, notify, *extra)
+    try:
+        notify.wait_for(lambda m: m.startswith("READY=1"), timeout=30)
+        yield proc, notify
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+
+
+def _long_run_at_its_first_step(stub: pb_grpc.ImageGenerationStub):
+    call = stub.Generate(pb.GenerateRequest(prompt="x", width=1024, height=1024, steps=100),
+                         timeout=60)
+    for m in call:
+        if m.HasField("step"):
+            break
+    return call
+
+
 def test_subprocess_sigint_drains_and_a_second_signal_cancels(demo_model, tmp_path):
     """Ctrl-C drains like SIGTERM (the running generation goes on, health NOT_SERVING); a
     second one cancels it at once (UNAVAILABLE) and the server still exits cleanly."""
     sock = tmp_path / "i.sock"
-    notify = FakeNotifySocket()
-    proc = _serve(demo_model, sock, notify)  # the default grace: 30 s
-    try:
-        notify.wait_for(lambda m: m.startswith("READY=1"), timeout=30)
+    with _served(demo_model, sock) as (proc, notify):  # the default grace: 30 s
         with grpc.insecure_channel(f"unix:{sock}") as ch:
             stub = pb_grpc.ImageGenerationStub(ch)
-            call = stub.Generate(pb.GenerateRequest(prompt="x", width=1024, height=1024,
-                                                    steps=100), timeout=60)
-            for m in call:
-                if m.HasField("step"):
-                    break
+            call = _long_run_at_its_first_step(stub)
             proc.send_signal(signal.SIGINT)
             notify.wait_for(lambda m: m.startswith("STOPPING=1"), timeout=10)
             h = health_pb2_grpc.HealthStub(ch).Check(
@@ -330,26 +348,14 @@ def test_subprocess_sigint_drains_and_a_second_signal_cancels(demo_model, tmp_pa
         assert proc.returncode == 0, log
         assert "signal=SIGINT" in log and "second signal" in log
         assert not sock.exists()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        notify.close()
 
 
 def test_subprocess_grace_expiry_cancels_and_bad_config_exits_2(demo_model, tmp_path):
     sock = tmp_path / "g.sock"
-    notify = FakeNotifySocket()
-    proc = _serve(demo_model, sock, notify, "--grace", "0.2")
-    try:
-        notify.wait_for(lambda m: m.startswith("READY=1"), timeout=30)
+    with _served(demo_model, sock, "--grace", "0.2") as (proc, _notify):
         with grpc.insecure_channel(f"unix:{sock}") as ch:
             stub = pb_grpc.ImageGenerationStub(ch)
-            call = stub.Generate(pb.GenerateRequest(prompt="x", width=1024, height=1024,
-                                                    steps=100), timeout=60)
-            for m in call:
-                if m.HasField("step"):
-                    break
+            call = _long_run_at_its_first_step(stub)
             t0 = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             with pytest.raises(grpc.RpcError) as ei:
@@ -357,11 +363,6 @@ def test_subprocess_grace_expiry_cancels_and_bad_config_exits_2(demo_model, tmp_
             assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
         _finish(proc)
         assert proc.returncode == 0 and time.monotonic() - t0 < 8
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        notify.close()
     bad = subprocess.run([sys.executable, "-m", "edge_server", "serve", str(demo_model),
                           "--listen", "0.0.0.0:0", "--max-queue", "-3"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=30)
