@@ -128,6 +128,38 @@ def test_tokenizer_json_and_added_tokens_json_paths(tiny, corpus, tmp_path):
     assert QwenTokenizer(legacy).encode_batch(corpus) == ref
 
 
+def test_long_texts_tokenize_the_same_without_holding_the_gil(tiny):
+    """Texts over _LONG_TEXT characters go through encode_batch, which releases the GIL:
+    the same ids, and a thread beside it keeps running."""
+    import threading
+    import time
+
+    from edge_server.tokenizer import _LONG_TEXT
+
+    text = "Z\U0001F600 a quiet harbour, " * 20_000
+    assert len(text) > _LONG_TEXT
+    want = list(tiny._tok.encode(text, add_special_tokens=False).ids)
+    gaps, done = [], threading.Event()
+
+    def tick() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    th = threading.Thread(target=tick)
+    th.start()
+    t0 = time.perf_counter()
+    got = tiny.encode(text)
+    took = time.perf_counter() - t0
+    done.set()
+    th.join()
+    assert got == want
+    assert max(gaps) < max(0.05, took / 2), (max(gaps), took)
+
+
 def test_loader_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         QwenTokenizer(tmp_path / "nope")
