@@ -6,7 +6,9 @@ before the first response message (RESOURCE_EXHAUSTED with ErrorInfo QUEUE_FULL 
 UNAVAILABLE + RetryInfo). Engine errors map through one table (_STATUS_FOR). Cleanup of the
 engine run lives in the adapter's `finally:` and this handler closes the adapter's generator in
 its own `finally:`, so a client cancel (GeneratorExit at a yield), a deadline or a disconnect
-(CancelledError at an await) all stop the engine.
+(CancelledError at an await) all stop the engine, and so does a client that stops reading
+(_StallGuard: server.write_timeout_s). Request bytes that do not parse reach the handler as
+Malformed (the deserializer never raises: gRPC would answer UNKNOWN).
 """
 
 from __future__ import annotations
