@@ -22,6 +22,10 @@ _PIPELINE_DEFAULTS = {
     "max_shift": 1.15,
 }
 
+# diffusers options qwen-edge does not implement: true in a config is an error
+_UNSUPPORTED_FLAGS = ("invert_sigmas", "stochastic_sampling", "use_karras_sigmas",
+                      "use_exponential_sigmas", "use_beta_sigmas")
+
 
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
@@ -91,11 +95,7 @@ class SchedulerConfig:
         if self.use_dynamic_shifting and self.get("base_image_seq_len") >= self.get(
                 "max_image_seq_len"):
             raise ValueError("scheduler: base_image_seq_len must be below max_image_seq_len")
-        if not isinstance(self.time_shift_type, str):
-            raise ValueError(f"scheduler: time_shift_type = {self.time_shift_type!r} must be a "
-                             "string")
-        for flag in ("use_dynamic_shifting", "invert_sigmas", "stochastic_sampling",
-                     "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
+        for flag in ("use_dynamic_shifting", *_UNSUPPORTED_FLAGS):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"scheduler: {flag} = {getattr(self, flag)!r} must be true or "
                                  "false")
@@ -106,13 +106,7 @@ class SchedulerConfig:
             raise ValueError(
                 f"scheduler: time_shift_type {self.time_shift_type!r} is not supported"
             )
-        for flag in (
-            "invert_sigmas",
-            "stochastic_sampling",
-            "use_karras_sigmas",
-            "use_exponential_sigmas",
-            "use_beta_sigmas",
-        ):
+        for flag in _UNSUPPORTED_FLAGS:
             if getattr(self, flag):
                 raise ValueError(f"scheduler: {flag}=true is not supported by qwen-edge")
         if self.num_train_timesteps <= 0:

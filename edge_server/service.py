@@ -127,13 +127,14 @@ class _StallGuard:
         self._timeout_s = timeout_s
         self._context = context
         self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
         self._handle: asyncio.TimerHandle | None = None
         self._aborting: asyncio.Future[None] | None = None
         self.fired = False
 
     def arm(self) -> None:
         if self._timeout_s > 0 and self._task is not None:
-            self._handle = asyncio.get_running_loop().call_later(self._timeout_s, self._fire)
+            self._handle = self._loop.call_later(self._timeout_s, self._fire)
 
     def disarm(self) -> None:
         if self._handle is not None:
